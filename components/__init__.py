@@ -1,0 +1,12 @@
+"""moe-ep components: deploy a Mixture-of-Experts model with expert parallelism on Kubernetes."""
+
+from .placement import Placement
+from .pools import DecodePool, PrefillPool, ServingPool
+from .service import MoEEPService
+from .spec import PoolSpec, ServiceSpec, StackError, load_service, service_from_config
+from .unit import DistributedUnit, DistributedUnitArgs
+
+__all__ = [
+    "DecodePool", "DistributedUnit", "DistributedUnitArgs", "MoEEPService", "Placement", "PoolSpec",
+    "PrefillPool", "ServiceSpec", "ServingPool", "StackError", "load_service", "service_from_config",
+]

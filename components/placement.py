@@ -1,0 +1,38 @@
+"""Where and with what a pool's pods run: node selection, tolerations, devices, privileges.
+
+Pure data handed from the node-pool side of a service to its serving pools, so a pool never needs
+to know how its nodes were provisioned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""The container securityContext of a model server that needs no device privileges."""
+
+
+class Placement(BaseModel):
+    """Scheduling and device settings applied to every pod of a pool."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_selector: Mapping[str, str] = Field(default_factory=dict, description="Pod nodeSelector. Default none.")
+    tolerations: tuple[dict, ...] = Field(
+        ({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},),
+        description="Pod tolerations. Default: the GPU taint nvidia.com/gpu:NoSchedule.",
+    )
+    extra_resources: Mapping[str, int] = Field(default_factory=dict, description="Devices per pod, e.g. RDMA.")
+    security_context: Mapping[str, Any] = Field(
+        default_factory=lambda: dict(RESTRICTED_CONTAINER), description="Container securityContext."
+    )
+    pod_annotations: Mapping[str, str] = Field(default_factory=dict, description="E.g. Multus networks.")
+    exclusive_topology: str | None = Field(None, description="LWS exclusive-topology key for multi-node units.")

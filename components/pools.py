@@ -1,0 +1,116 @@
+"""PrefillPool and DecodePool: one role's vLLM units and what belongs to them.
+
+Both are a :class:`ServingPool`; they differ only in their role (which section of the stack they
+read, which labels their pods carry, how the router treats them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Optional
+
+import pulumi
+
+from . import sizing, vllm
+from .placement import Placement
+from .spec import ServiceSpec
+from .unit import DistributedUnit, DistributedUnitArgs
+
+ROLE_LABEL = "moe-ep.io/role"
+
+
+def service_labels(spec: ServiceSpec) -> dict[str, str]:
+    """Labels every object of a service carries."""
+    return {
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/part-of": "moe-ep",
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def pool_labels(spec: ServiceSpec, role: str) -> dict[str, str]:
+    return {**service_labels(spec), "app.kubernetes.io/component": role, ROLE_LABEL: role}
+
+
+def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None, autoscaled: bool = False) -> DistributedUnitArgs:
+    """Pure: the DistributedUnit of one role, from the service spec."""
+    pool = spec.pools()[role]
+    launch = vllm.launch(spec, role)
+    worker_command: tuple[str, ...] = ()
+    worker_args: tuple[str, ...] = ()
+    if launch.worker is not None:
+        command, args = vllm.worker_container(launch)
+        worker_command, worker_args = tuple(command), tuple(args)
+    return DistributedUnitArgs(
+        namespace=spec.namespace,
+        name=f"{spec.name}-{role}",
+        image=spec.image,
+        replicas=pool.replicas,
+        size=pool.nodes_per_replica,
+        leader_command=launch.leader,
+        worker_command=worker_command,
+        worker_args=worker_args,
+        env=launch.env,
+        gpus_per_pod=spec.gpu.per_node,
+        gpu_resource=spec.gpu.resource_name,
+        cpu=pool.resources.cpu,
+        memory=pool.resources.memory,
+        shm_size=pool.resources.shm_size,
+        port=vllm.SERVE_PORT,
+        guard=spec.unit.guard,
+        comm_interface=spec.unit.comm_interface,
+        max_surge=spec.unit.max_surge,
+        max_unavailable=spec.unit.max_unavailable,
+        start_barrier=spec.unit.start_barrier,
+        startup_minutes=sizing.startup_minutes(spec, pool),
+        labels=pool_labels(spec, role),
+        placement=placement or Placement(),
+        autoscaled=autoscaled,
+    )
+
+
+class ServingPool(pulumi.ComponentResource):
+    """The units of one role. Subclasses fix the role; see PrefillPool and DecodePool."""
+
+    role: ClassVar[str]
+    unit: DistributedUnit
+
+    def __init__(
+        self,
+        resource_name: str,
+        service: ServiceSpec | Mapping[str, Any],
+        placement: Placement | None = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
+        super().__init__(f"moe-ep:index:{type(self).__name__}", resource_name, None, opts)
+        spec = ServiceSpec.model_validate(service)
+        if self.role not in spec.pools():
+            raise ValueError(f"service {spec.name!r} has no {self.role} pool")
+        self.spec = spec
+        self.pool = spec.pools()[self.role]
+        self.unit_args = unit_args(spec, self.role, placement)
+        self.unit = DistributedUnit(resource_name, self.unit_args, pulumi.ResourceOptions(parent=self))
+        self.name = self.unit_args.name
+        self.register_outputs({"name": self.name, "leader_address": self.unit.leader_address})
+
+
+class PrefillPool(ServingPool):
+    """The prefill units of a disaggregated service: they compute the prompt's KV cache and hand
+    it to a decode unit over the KV connector.
+
+    Example::
+
+        PrefillPool("r1-prefill", spec)   # spec: a ServiceSpec with a `prefill` section
+    """
+
+    role = "prefill"
+
+
+class DecodePool(ServingPool):
+    """The decode units: they generate tokens (and, without a prefill pool, serve whole requests).
+
+    Example::
+
+        DecodePool("r1-decode", spec)
+    """
+
+    role = "decode"
