@@ -1,0 +1,150 @@
+"""The ``moe-ep`` command: plan, render and check a stack without a cluster or the Pulumi CLI.
+
+Exit codes: 0 clean; 1 a mandatory policy is violated; 2 bad input (the message names the file,
+the key path, the value and what was expected; nothing is written); anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from components.spec import StackError
+
+from . import manifests, plan as planning
+
+EXIT_OK, EXIT_POLICY, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
+
+
+class InputError(Exception):
+    """Bad command-line input that argparse cannot see (a missing stack, an unusable --out)."""
+
+
+def _source(args: argparse.Namespace, project: Path) -> tuple[Path, str]:
+    if args.config:
+        path = Path(args.config)
+        return path, planning.stack_name(path)
+    path = planning.stack_file(project, args.stack)
+    if not path.is_file():
+        known = sorted(planning.stack_name(p) for p in (project / "stacks").glob("Pulumi.*.yaml"))
+        raise InputError(f"{path}: no such stack file; --stack takes one of: {', '.join(known) or '(none)'}")
+    return path, args.stack
+
+
+def _plan(args: argparse.Namespace) -> planning.Plan:
+    project = planning.project_root()
+    source, stack = _source(args, project)
+    return planning.build(source, project, stack)
+
+
+def _print_human(plan: planning.Plan) -> None:
+    data = planning.to_json(plan)
+    spec = plan.spec
+    print(f"moe-ep preview: stack {plan.stack} ({plan.source})")
+    print(f"service {spec.name} in namespace {spec.namespace}: {spec.model.id} ({spec.model.arch.name}, {spec.model.dtype}) "
+          f"on {spec.gpu.info.name} x {spec.gpu.per_node} per node, image {spec.image}")
+    print()
+    print("Pools:")
+    for role, pool in data["pools"].items():
+        if pool is None:
+            print(f"  {role:8} (none: decode-only)")
+            continue
+        ep = pool["expert_parallel_size"]
+        print(f"  {role:8} {pool['replicas']} unit(s) x {pool['nodes_per_replica']} node(s) x {pool['gpus_per_node']} GPUs"
+              f" = {pool['replicas'] * pool['gpus']} GPUs; TP {pool['tensor_parallel_size']} DP {pool['data_parallel_size']}"
+              f" EP {ep if ep else '-'}")
+    print(f"  GPUs: {data['gpus']['initial']} initial, {data['gpus']['max']} at most")
+    print()
+    print("Resources (what `pulumi up` would create):")
+    resources = plan.run.resources
+    children: dict[str, list] = {}
+    for r in resources:
+        children.setdefault(r.parent, []).append(r)
+
+    def tree(parent: str, depth: int) -> None:
+        for r in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
+            meta = r.inputs.get("metadata") if r.custom else None
+            kind = r.inputs.get("kind") or r.type.rsplit(":", 1)[-1]
+            where = f" ({meta['namespace']})" if isinstance(meta, dict) and meta.get("namespace") else ""
+            print(f"  {'  ' * depth}+ {kind} {r.name}{where}")
+            tree(r.urn, depth + 1)
+
+    known = {r.urn for r in resources}
+    for root in sorted({r.parent for r in resources} - known):
+        tree(root, 0)
+    print(f"  {len(data['resources'])} resources, {len(plan.objects)} Kubernetes objects")
+    print()
+    violations = data["policy"]["violations"]
+    print(f"Policies: {len(violations)} violation(s)")
+    for v in violations:
+        print(f"  [{v['enforcement']}] {v['policy']}: {v['resource']}: {v['message']}")
+    if data["outputs"]:
+        print()
+        print("Outputs:")
+        for key, value in data["outputs"].items():
+            print(f"  {key}: {value}")
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    if args.json:
+        print(json.dumps(planning.to_json(plan), indent=2, sort_keys=False))
+    else:
+        _print_human(plan)
+    return EXIT_POLICY if plan.mandatory_violations else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    plan = _plan(args)
+    written = manifests.write(plan.objects, out)
+    print(f"wrote {len(written)} manifests for stack {plan.stack} to {out}")
+    return EXIT_POLICY if plan.mandatory_violations else EXIT_OK
+
+
+def _stack_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", help="read stacks/Pulumi.NAME.yaml")
+    which.add_argument("--config", help="read any stack file of that form")
+    parser.add_argument("--crd-dir", help="CRD manifests to validate custom resources against (default: $MOE_EP_CRD_DIR)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="moe-ep", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    preview = sub.add_parser("preview", help="what `pulumi up` would create, policy results and sizing")
+    _stack_options(preview)
+    preview.add_argument("--json", action="store_true", help="one JSON object (see DESIGN.md)")
+    preview.set_defaults(func=cmd_preview)
+    render = sub.add_parser("render", help="write the Kubernetes manifests, one file per object")
+    _stack_options(render)
+    render.add_argument("--out", required=True, help="directory to write NNN-<kind>-<name>.yaml into")
+    render.set_defaults(func=cmd_render)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StackError as error:
+        print(f"moe-ep: bad stack file\n{error}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:
+        return EXIT_OK
+    except InputError as error:
+        print(f"moe-ep: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception:  # noqa: BLE001 - a bug: say so, with the trace, and never exit 1 or 2
+        traceback.print_exc()
+        print("moe-ep: internal error (a bug in moe-ep; please report it with the trace above)", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())
