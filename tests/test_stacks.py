@@ -1,0 +1,152 @@
+"""Every stack end to end: the real program under mocks, the JSON contract, manifests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+
+from moe_ep import cli, engine, manifests, schemas
+
+from .conftest import ROOT, STACKS, objects_of, planned
+
+
+def preview_json(stack: str, capsys) -> dict:
+    assert cli.main(["preview", "--stack", stack, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_three_stacks_exist():
+    assert {"dev", "staging", "prod"} <= set(STACKS)
+
+
+def test_preview_json_has_the_design_fields(stack, capsys):
+    data = preview_json(stack, capsys)
+    for key in ("project", "stack", "service", "pools", "gpus", "commands", "resources", "policy", "sizing"):
+        assert key in data, key
+    assert data["project"] == "moe-ep" and data["stack"] == stack
+    assert set(data["pools"]) == {"prefill", "decode"}
+    for role, pool in data["pools"].items():
+        if pool is None:
+            continue
+        assert set(pool) >= {"replicas", "nodes_per_replica", "gpus_per_node", "tensor_parallel_size",
+                             "data_parallel_size", "expert_parallel_size", "gpus", "autoscaling"}
+        assert all(isinstance(pool[k], int) for k in ("replicas", "nodes_per_replica", "gpus", "tensor_parallel_size"))
+        assert data["commands"][role]["leader"][:2] == ["vllm", "serve"]
+    assert isinstance(data["gpus"]["initial"], int) and data["gpus"]["max"] >= data["gpus"]["initial"]
+    for row in data["resources"]:
+        assert set(row) >= {"type", "name", "kind", "namespace", "parent"}
+    assert isinstance(data["policy"]["violations"], list)
+
+
+def test_prod_is_the_pai_eas_default(capsys):
+    data = preview_json("prod", capsys)
+    assert data["pools"]["decode"]["expert_parallel_size"] == 8
+    assert data["pools"]["decode"]["data_parallel_size"] == 8
+    assert data["pools"]["prefill"]["tensor_parallel_size"] == 8
+    assert data["pools"]["prefill"]["replicas"] == data["pools"]["decode"]["replicas"] == 1
+    leader = data["commands"]["decode"]["leader"]
+    assert "--enable-expert-parallel" in leader
+    kv = json.loads(leader[leader.index("--kv-transfer-config") + 1])
+    assert kv["kv_connector"] == "NixlConnector"
+
+
+def test_staging_decode_spans_two_nodes(capsys):
+    data = preview_json("staging", capsys)
+    decode = data["pools"]["decode"]
+    assert decode["nodes_per_replica"] == 2 and decode["gpus"] == 16
+    assert decode["data_parallel_size"] == 16 and decode["expert_parallel_size"] == 16
+    assert data["commands"]["decode"]["worker"] is not None
+
+
+def test_dev_is_decode_only(capsys):
+    data = preview_json("dev", capsys)
+    assert data["pools"]["prefill"] is None and "prefill" not in data["commands"]
+
+
+def test_every_stack_registers_a_unit_per_pool(stack):
+    plan = planned(stack)
+    units = plan.run.of_type("moe-ep:index:DistributedUnit")
+    assert len(units) == len(plan.spec.pools())
+    lws = objects_of(plan, "LeaderWorkerSet")
+    assert sorted(o["metadata"]["name"] for o in lws) == sorted(f"{plan.spec.name}-{r}" for r in plan.spec.pools())
+    for obj in lws:
+        assert isinstance(obj["spec"]["replicas"], int) and isinstance(obj["spec"]["leaderWorkerTemplate"]["size"], int)
+
+
+def test_every_child_is_parented(stack):
+    plan = planned(stack)
+    urns = {r.urn for r in plan.run.resources}
+    for r in plan.run.resources:
+        if r.type != "moe-ep:index:MoEEPService":
+            assert r.parent in urns, f"{r.type} {r.name} is not parented inside the service"
+
+
+def test_render_is_byte_identical(stack, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert cli.main(["render", "--stack", stack, "--out", str(first)]) == 0
+    assert cli.main(["render", "--stack", stack, "--out", str(second)]) == 0
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert names[0].startswith("001-")
+
+
+def test_builtin_kinds_are_strictly_valid(stack):
+    for obj in planned(stack).objects:
+        if schemas.is_custom(obj):
+            continue
+        kubernetes_validate.validate(obj, "1.31", strict=True)
+
+
+def test_custom_resources_match_their_crds(stack, crd_dir):
+    assert schemas.validate_custom_resources(planned(stack).objects, crd_dir) == []
+
+
+def test_crd_validation_catches_an_unknown_field(crd_dir):
+    obj = json.loads(json.dumps(objects_of(planned("prod"), "LeaderWorkerSet")[0]))
+    obj["spec"]["leaderWorkerTemplate"]["sise"] = 2
+    problems = schemas.validate_custom_resources([obj], crd_dir)
+    assert any("sise" in p.message for p in problems)
+
+
+def test_crd_validation_fails_a_kind_without_a_crd(crd_dir):
+    obj = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}
+    assert "no CRD" in schemas.validate_custom_resources([obj], crd_dir)[0].message
+
+
+def test_integers_survive_the_mock_runtime():
+    lws = objects_of(planned("staging"), "LeaderWorkerSet")[0]
+    text = manifests.dump(lws)
+    assert "size: 2\n" in text and "replicas: 1\n" in text
+    assert not re.search(r":\s+-?\d+\.0$", text, re.M), "a float leaked into the manifest"
+
+
+def test_console_script_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "moe_ep.cli", "preview", "--stack", "dev"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LeaderWorkerSet qwen3-30b-decode" in result.stdout
+
+
+def test_the_example_program_composes_the_library():
+    run = engine.run_program(ROOT / "examples/shared-namespace/__main__.py", {}, "example", project="moe-ep-shared-namespace")
+    services = run.of_type("moe-ep:index:MoEEPService")
+    assert sorted(s.name for s in services) == ["chat", "coder"]
+    lws = [m for m in manifests.manifests(run.resources) if m["kind"] == "LeaderWorkerSet"]
+    assert sorted(m["metadata"]["name"] for m in lws) == ["chat-decode", "chat-prefill", "coder-decode"]
+    assert {m["metadata"]["namespace"] for m in lws} == {"team-llm"}
+    assert [s["service"] for s in run.outputs["services"]] == ["chat", "coder"]
+
+
+@pytest.mark.parametrize("missing", ["nope"])
+def test_unknown_stack_is_bad_input(missing, capsys):
+    assert cli.main(["preview", "--stack", missing]) == 2
+    assert "dev" in capsys.readouterr().err
