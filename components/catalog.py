@@ -43,6 +43,10 @@ class Architecture:
     """MLA only: compressed KV width cached per layer."""
     qk_rope_head_dim: int = 0
     """MLA only: decoupled RoPE key width cached per layer."""
+    q_lora_rank: int = 0
+    """MLA only: compressed query width (``q_lora_rank``)."""
+    v_head_dim: int = 0
+    """MLA only: value width per head (``v_head_dim``); ``head_dim`` is the query/key width."""
     native_dtype: str = "bf16"
     """The dtype the weights are published in."""
     mtp_method: str | None = None
@@ -70,7 +74,7 @@ class GpuProduct:
     key: str
     name: str
     memory_gb: float
-    """HBM capacity in GB (10^9 bytes), as the datasheet gives it."""
+    """HBM capacity as the datasheet names it ("96 GB"); sizing uses ``memory_mib``."""
     bandwidth_tbs: float
     """HBM bandwidth, TB/s."""
     bf16_tflops: float
@@ -82,8 +86,15 @@ class GpuProduct:
     a stack overrides it with ``gpu.price_per_hour``."""
     node_label: str
     """Value of ``nvidia.com/gpu.product`` that GPU Feature Discovery sets on such nodes."""
+    memory_mib: int = 0
+    """Total device memory as CUDA reports it (nvidia-smi ``Memory-Usage`` total, MiB): what
+    vLLM multiplies by ``gpu_memory_utilization``. The datasheet's "GB" is nearer GiB."""
     gpus_per_node: int = 8
     """GPUs in the vendor's standard server (HGX/DGX); a stack may say otherwise."""
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * 2**20
 
 
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "mxfp4": 0.53125}
@@ -99,17 +110,18 @@ ARCHITECTURES: dict[str, Architecture] = {
             layers=61, dense_layers=3, routed_experts=256, shared_experts=1, experts_per_token=8,
             hidden_size=7168, expert_intermediate_size=2048, dense_intermediate_size=18432,
             attention_heads=128, kv_heads=128, head_dim=192, attention="mla", vocab_size=129280,
-            kv_lora_rank=512, qk_rope_head_dim=64, native_dtype="fp8",
+            kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, v_head_dim=128, native_dtype="fp8",
             mtp_method="deepseek_mtp", mtp_layers=1,
         ),
         # huggingface.co/moonshotai/Kimi-K2-Instruct/blob/main/config.json (DeepSeek-V3 layout,
-        # 384 experts, 64 heads); 1T total / 32B active from the model card.
+        # 384 experts, 64 heads); 1.04T total / 32B active: Kimi K2 technical report
+        # (arXiv:2507.20534), abstract.
         Architecture(
             key="kimi-k2", name="Kimi K2", total_params_b=1040, active_params_b=32,
             layers=61, dense_layers=1, routed_experts=384, shared_experts=1, experts_per_token=8,
             hidden_size=7168, expert_intermediate_size=2048, dense_intermediate_size=18432,
             attention_heads=64, kv_heads=64, head_dim=192, attention="mla", vocab_size=163840,
-            kv_lora_rank=512, qk_rope_head_dim=64, native_dtype="fp8",
+            kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, v_head_dim=128, native_dtype="fp8",
         ),
         # huggingface.co/Qwen/Qwen3-235B-A22B/blob/main/config.json; 235B / 22B from the card.
         Architecture(
@@ -165,23 +177,28 @@ GPUS: dict[str, GpuProduct] = {
     g.key: g
     for g in (
         # NVIDIA H20 (China SKU): 96 GB HBM3, 4.0 TB/s, 148 TFLOP/s BF16 / 296 FP8 dense
-        # (NVIDIA H20 product brief, 2024).
-        GpuProduct("h20", "NVIDIA H20 96GB", 96, 4.0, 148, 296, 1.9, "NVIDIA-H20"),
+        # (NVIDIA H20 product brief, 2024). nvidia-smi reports 97871 MiB ("NVIDIA H20").
+        GpuProduct("h20", "NVIDIA H20 96GB", 96, 4.0, 148, 296, 1.9, "NVIDIA-H20", memory_mib=97871),
         # H20 refresh with 141 GB HBM3e, 4.8 TB/s, same compute (vendor listings, 2024-2025).
-        GpuProduct("h20-141gb", "NVIDIA H20 141GB", 141, 4.8, 148, 296, 2.2, "NVIDIA-H20-141GB"),
+        # Same HBM3e stacks as H200, so the same 143771 MiB is assumed.
+        GpuProduct("h20-141gb", "NVIDIA H20 141GB", 141, 4.8, 148, 296, 2.2, "NVIDIA-H20-141GB", memory_mib=143771),
         # NVIDIA H100 SXM5 datasheet: 80 GB HBM3, 3.35 TB/s, 989 BF16 / 1979 FP8 dense.
-        GpuProduct("h100-80gb", "NVIDIA H100 SXM 80GB", 80, 3.35, 989, 1979, 3.0, "NVIDIA-H100-80GB-HBM3"),
+        # nvidia-smi reports 81559 MiB ("NVIDIA H100 80GB HBM3").
+        GpuProduct("h100-80gb", "NVIDIA H100 SXM 80GB", 80, 3.35, 989, 1979, 3.0, "NVIDIA-H100-80GB-HBM3", memory_mib=81559),
         # NVIDIA H200 SXM datasheet: 141 GB HBM3e, 4.8 TB/s, same compute as H100 SXM.
-        GpuProduct("h200", "NVIDIA H200 SXM 141GB", 141, 4.8, 989, 1979, 3.8, "NVIDIA-H200"),
-        # NVIDIA H800 SXM: H100 silicon with reduced NVLink; 80 GB HBM3, 3.35 TB/s.
-        GpuProduct("h800", "NVIDIA H800 SXM 80GB", 80, 3.35, 989, 1979, 2.8, "NVIDIA-H800"),
+        # nvidia-smi reports 143771 MiB ("NVIDIA H200").
+        GpuProduct("h200", "NVIDIA H200 SXM 141GB", 141, 4.8, 989, 1979, 3.8, "NVIDIA-H200", memory_mib=143771),
+        # NVIDIA H800 SXM: H100 silicon with reduced NVLink; 80 GB HBM3, 3.35 TB/s; 81559 MiB.
+        GpuProduct("h800", "NVIDIA H800 SXM 80GB", 80, 3.35, 989, 1979, 2.8, "NVIDIA-H800", memory_mib=81559),
         # NVIDIA A100 80GB SXM datasheet: 2.039 TB/s, 312 BF16 dense, no FP8 tensor cores.
-        GpuProduct("a100-80gb", "NVIDIA A100 SXM 80GB", 80, 2.039, 312, 0, 1.8, "NVIDIA-A100-SXM4-80GB"),
+        # nvidia-smi reports 81920 MiB ("NVIDIA A100-SXM4-80GB").
+        GpuProduct("a100-80gb", "NVIDIA A100 SXM 80GB", 80, 2.039, 312, 0, 1.8, "NVIDIA-A100-SXM4-80GB", memory_mib=81920),
         # NVIDIA DGX B200 datasheet: 1,440 GB over 8 GPUs = 180 GB each, 8 TB/s; HGX B200 dense
-        # 2.25 PFLOP/s BF16 and 4.5 FP8 per GPU (sparsity halved).
-        GpuProduct("b200", "NVIDIA B200 180GB", 180, 8.0, 2250, 4500, 6.0, "NVIDIA-B200"),
+        # 2.25 PFLOP/s BF16 and 4.5 FP8 per GPU (sparsity halved). nvidia-smi: 183359 MiB.
+        GpuProduct("b200", "NVIDIA B200 180GB", 180, 8.0, 2250, 4500, 6.0, "NVIDIA-B200", memory_mib=183359),
         # NVIDIA L40S datasheet: 48 GB GDDR6, 864 GB/s, 362 BF16 / 733 FP8 dense.
-        GpuProduct("l40s", "NVIDIA L40S 48GB", 48, 0.864, 362, 733, 1.0, "NVIDIA-L40S"),
+        # nvidia-smi reports 46068 MiB ("NVIDIA L40S"); PCIe cards, 4 or 8 per server.
+        GpuProduct("l40s", "NVIDIA L40S 48GB", 48, 0.864, 362, 733, 1.0, "NVIDIA-L40S", memory_mib=46068),
     )
 }
 

@@ -20,6 +20,25 @@ RESTRICTED_CONTAINER = {
 """The container securityContext of a model server that needs no device privileges."""
 
 
+def device_container(capabilities: tuple[str, ...], privileged: bool = False) -> dict[str, Any]:
+    """The container securityContext of a model server that opens RDMA devices.
+
+    Kubernetes has no ambient capabilities: an added capability reaches a process only when it runs
+    as root (uid 0), so this context pins uid 0 explicitly, drops every other capability and keeps
+    seccomp. ``privileged`` (a cluster-provider setting) replaces all of that with a privileged
+    container, for RDMA setups that need raw device access.
+    """
+    if privileged:
+        return {"privileged": True, "runAsNonRoot": False, "runAsUser": 0}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"add": list(capabilities), "drop": ["ALL"]},
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 class Placement(BaseModel):
     """Scheduling and device settings applied to every pod of a pool."""
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping, Optional
 
 import pulumi
+import pulumi_kubernetes as k8s
 
-from . import sizing, vllm
+from . import autoscaling, sizing, vllm
+from .disruption import unit_pdb_spec
 from .placement import Placement
+from .router import LLM_D_ROLE_LABEL, routing_sidecar
 from .spec import ServiceSpec
-from .unit import DistributedUnit, DistributedUnitArgs
+from .unit import LWS_NAME_LABEL, DistributedUnit, DistributedUnitArgs
 
 ROLE_LABEL = "moe-ep.io/role"
 
@@ -28,10 +31,11 @@ def service_labels(spec: ServiceSpec) -> dict[str, str]:
 
 
 def pool_labels(spec: ServiceSpec, role: str) -> dict[str, str]:
-    return {**service_labels(spec), "app.kubernetes.io/component": role, ROLE_LABEL: role}
+    # llm-d.ai/role tells the llm-d scheduler's prefill/decode filters which pods are which.
+    return {**service_labels(spec), "app.kubernetes.io/component": role, ROLE_LABEL: role, LLM_D_ROLE_LABEL: role}
 
 
-def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None, autoscaled: bool = False) -> DistributedUnitArgs:
+def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) -> DistributedUnitArgs:
     """Pure: the DistributedUnit of one role, from the service spec."""
     pool = spec.pools()[role]
     launch = vllm.launch(spec, role)
@@ -55,7 +59,8 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None, 
         cpu=pool.resources.cpu,
         memory=pool.resources.memory,
         shm_size=pool.resources.shm_size,
-        port=vllm.SERVE_PORT,
+        port=vllm.vllm_port(spec, role),
+        leader_sidecars=(routing_sidecar(spec),) if vllm.behind_sidecar(spec, role) else (),
         guard=spec.unit.guard,
         comm_interface=spec.unit.comm_interface,
         max_surge=spec.unit.max_surge,
@@ -64,12 +69,13 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None, 
         startup_minutes=sizing.startup_minutes(spec, pool),
         labels=pool_labels(spec, role),
         placement=placement or Placement(),
-        autoscaled=autoscaled,
+        autoscaled=pool.autoscaling is not None,
     )
 
 
 class ServingPool(pulumi.ComponentResource):
-    """The units of one role. Subclasses fix the role; see PrefillPool and DecodePool."""
+    """The units of one role with their autoscaler (HPA or KEDA ScaledObject, when the pool has
+    ``autoscaling``) and PodDisruptionBudget. Subclasses fix the role; see PrefillPool and DecodePool."""
 
     role: ClassVar[str]
     unit: DistributedUnit
@@ -88,8 +94,24 @@ class ServingPool(pulumi.ComponentResource):
         self.spec = spec
         self.pool = spec.pools()[self.role]
         self.unit_args = unit_args(spec, self.role, placement)
-        self.unit = DistributedUnit(resource_name, self.unit_args, pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self)
+        self.unit = DistributedUnit(resource_name, self.unit_args, child)
         self.name = self.unit_args.name
+        meta = {"name": self.name, "namespace": spec.namespace, "labels": pool_labels(spec, self.role)}
+        auto = self.pool.autoscaling
+        if auto is not None and auto.engine == "hpa":
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                resource_name, metadata=meta, spec=autoscaling.hpa_spec(auto, self.name), opts=child
+            )
+        elif auto is not None:
+            k8s.apiextensions.CustomResource(
+                resource_name, api_version=autoscaling.KEDA_API_VERSION, kind="ScaledObject", metadata=meta,
+                spec=autoscaling.scaled_object_spec(auto, self.name, spec, self.role), opts=child,
+            )
+        k8s.policy.v1.PodDisruptionBudget(
+            resource_name, metadata=meta,
+            spec=unit_pdb_spec({LWS_NAME_LABEL: self.name}, self.pool.max_unavailable_units), opts=child,
+        )
         self.register_outputs({"name": self.name, "leader_address": self.unit.leader_address})
 
 

@@ -6,15 +6,20 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
-from .pools import DecodePool, PrefillPool
+from .api_key import ApiKey
+from .node_pool import GpuNodePool, placement
+from .pools import DecodePool, PrefillPool, service_labels
+from .router import Router
 from .spec import ServiceSpec
 
 
 class MoEEPService(pulumi.ComponentResource):
-    """Everything that serves one model: its pools of vLLM units, and (as they land) its router,
-    autoscalers, disruption budgets, node pools and monitoring.
+    """Everything that serves one model: the API key, its pools of vLLM units (with their
+    autoscalers and disruption budgets) and the router in front of them.
 
-    Creates a PrefillPool when the spec has a ``prefill`` section and always a DecodePool.
+    Creates an ApiKey, a PrefillPool when the spec has a ``prefill`` section, always a
+    DecodePool, and a Router; with a ``node_pool`` section first a GpuNodePool, and every vLLM pod
+    is placed on it (see ``components.node_pool.placement``). Outputs: ``endpoint`` (URL), ``api_key`` (a secret), the names.
 
     Example::
 
@@ -39,12 +44,29 @@ class MoEEPService(pulumi.ComponentResource):
         spec = ServiceSpec.model_validate(spec)
         self.spec = spec
         child = pulumi.ResourceOptions(parent=self)
-        self.prefill = PrefillPool(f"{spec.name}-prefill", spec, opts=child) if spec.prefill else None
-        self.decode = DecodePool(f"{spec.name}-decode", spec, opts=child)
+        self.api_key = ApiKey(
+            f"{spec.name}-api-key", service=spec.name, namespace=spec.namespace, labels=service_labels(spec),
+            length=spec.api_key.length, keepers=spec.api_key.keepers, opts=child,
+        )
+        # The GPU nodes (a Karpenter NodePool, or labels on existing nodes) before the pods that select them.
+        self.node_pool = GpuNodePool(f"{spec.name}-gpus", spec, opts=child) if spec.node_pool else None
+        # Pods read the key from its Secret, so they wait for it.
+        after_key = pulumi.ResourceOptions(
+            parent=self, depends_on=[self.api_key, *([self.node_pool] if self.node_pool else [])]
+        )
+        self.prefill = (
+            PrefillPool(f"{spec.name}-prefill", spec, placement(spec, "prefill"), opts=after_key) if spec.prefill else None
+        )
+        self.decode = DecodePool(f"{spec.name}-decode", spec, placement(spec, "decode"), opts=after_key)
+        self.router = Router(f"{spec.name}-router", spec, opts=child)
         self.outputs = {
             "service": spec.name,
             "namespace": spec.namespace,
+            "endpoint": self.router.endpoint,
+            "api_key": self.api_key.value,
+            "router": f"{spec.name}-router",
             "prefill": self.prefill.name if self.prefill else None,
             "decode": self.decode.name,
+            "node_pool": self.node_pool.name if self.node_pool else None,
         }
         self.register_outputs(self.outputs)

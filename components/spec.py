@@ -124,6 +124,37 @@ class ResourcesSpec(_Model):
         return _quantity(value)
 
 
+class AutoscalingSpec(_Model):
+    """Scale a pool's units on queue depth. Safe for GPU units that take minutes to load: at most
+    one unit added per ``scale_up_period_seconds``, removals only after a long stabilization."""
+
+    engine: Literal["hpa", "keda"] = Field(
+        "hpa", description="`hpa`: autoscaling/v2 on a custom metric (prometheus-adapter); `keda`: a ScaledObject with a Prometheus query. Default hpa."
+    )
+    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest units. Default 1 (0 only with keda).")
+    max_replicas: int = Field(ge=1, le=1000, description="Most units (required).")
+    target_waiting_per_unit: float = Field(
+        4, gt=0, description="Waiting requests per unit (vllm:num_requests_waiting) that triggers scaling. Default 4."
+    )
+    hpa_metric: str = Field(
+        "vllm_num_requests_waiting",
+        description="Pods metric the HPA reads, as the metrics adapter names vllm:num_requests_waiting. Default vllm_num_requests_waiting.",
+    )
+    prometheus_address: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090", description="Prometheus KEDA queries. Default the operator's service."
+    )
+    scale_up_period_seconds: int = Field(120, ge=60, le=600, description="One unit added per this period at most. Default 120.")
+    scale_down_stabilization_seconds: int = Field(900, ge=600, le=7200, description="Scale-down window. Default 900.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingSpec":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) at most max_replicas ({self.max_replicas})")
+        if self.min_replicas == 0 and self.engine == "hpa":
+            raise ValueError("min_replicas >= 1 with engine hpa (scale to zero needs engine keda)")
+        return self
+
+
 _POOL_ALIASES = {
     "tensor_parallel_size": "TP_SIZE",
     "data_parallel_size": "DP_SIZE",
@@ -160,6 +191,10 @@ class PoolSpec(_Model):
     max_num_batched_tokens: int | None = Field(None, ge=1, description="--max-num-batched-tokens; default: vLLM's.")
     enable_prefix_caching: bool = Field(True, description="Automatic prefix caching. Default true.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Pod CPU, memory, shm.")
+    autoscaling: AutoscalingSpec | None = Field(None, description="Scale units on load; absent = fixed `replicas`.")
+    max_unavailable_units: int = Field(
+        1, ge=1, le=1000, description="Units a voluntary disruption (node drain) may take down at once. Default 1."
+    )
     extra_args: tuple[str, ...] = Field(
         (), description="Appended to the vllm argv verbatim (checked by the vLLM conformance tests)."
     )
@@ -230,6 +265,319 @@ class UnitSpec(_Model):
         return value
 
 
+LLM_D_SCHEDULER_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1"
+LLM_D_ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.7.1"
+ENVOY_IMAGE = "docker.io/envoyproxy/envoy:distroless-v1.33.2"
+# The llm-d v0.6.0 release set: scheduler and sidecar v0.7.1 with Envoy 1.33.2.
+
+
+class RouterSpec(_Model):
+    """The one endpoint in front of the pools."""
+
+    mode: Literal["llm-d", "round-robin"] | None = Field(
+        None,
+        description="`llm-d`: the llm-d inference scheduler (prefill/decode-aware, prefix-cache scoring) behind Envoy; "
+        "`round-robin`: Envoy over the decode units. Default: llm-d with a prefill pool, round-robin without.",
+    )
+    min_replicas: int = Field(2, ge=1, le=100, description="Fewest proxy replicas (CPU autoscaled). Default 2.")
+    max_replicas: int = Field(6, ge=1, le=100, description="Most proxy replicas. Default 6.")
+    target_cpu_utilization: int = Field(70, ge=10, le=95, description="Proxy CPU target, percent. Default 70.")
+    non_cached_tokens: int = Field(
+        16, ge=0, description="Disaggregate a request when at least this many prompt tokens are not cached on the chosen decode unit (0: always). Default 16."
+    )
+    service_type: Literal["ClusterIP", "LoadBalancer"] = Field("ClusterIP", description="How the endpoint is exposed. Default ClusterIP.")
+    scheduler_image: str = Field(LLM_D_SCHEDULER_IMAGE, description=f"Default {LLM_D_SCHEDULER_IMAGE}.")
+    sidecar_image: str = Field(LLM_D_ROUTING_SIDECAR_IMAGE, description=f"Default {LLM_D_ROUTING_SIDECAR_IMAGE}.")
+    envoy_image: str = Field(ENVOY_IMAGE, description=f"Default {ENVOY_IMAGE}.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "RouterSpec":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) at most max_replicas ({self.max_replicas})")
+        return self
+
+
+class ApiKeySpec(_Model):
+    """The generated key every request must carry (``Authorization: Bearer <key>``)."""
+
+    length: int = Field(48, ge=32, le=128, description="Characters (letters and digits). Default 48.")
+    keepers: dict[str, str] = Field(
+        default_factory=dict, description="Change any value to rotate the key (pulumi-random keepers). Default none."
+    )
+
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_KARPENTER_DURATION = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")
+_BUDGET_NODES = re.compile(r"^((100|[0-9]{1,2})%|[0-9]+)$")
+
+
+def _label_key(value: str) -> str:
+    if len(value) > 316 or not _LABEL_KEY.match(value):
+        raise ValueError("a Kubernetes label key such as 'topology.kubernetes.io/zone' or 'example.com/rack'")
+    return value
+
+
+class NodeClassRefSpec(_Model):
+    """The cloud-specific node class a Karpenter NodePool launches from (platform-owned)."""
+
+    group: str = Field("karpenter.k8s.aws", min_length=1, description="API group. Default karpenter.k8s.aws.")
+    kind: str = Field("EC2NodeClass", min_length=1, description="Kind. Default EC2NodeClass.")
+    name: str = Field(description="Name of the node class object (required).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value)
+
+
+class NodeRequirementSpec(_Model):
+    """One Karpenter node requirement (a node-selector requirement over node labels)."""
+
+    key: str = Field(description="Node label key, e.g. karpenter.k8s.aws/instance-gpu-name.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(description="Selector operator.")
+    values: tuple[str, ...] = Field((), description="Values; none for Exists/DoesNotExist, one integer for Gt/Lt.")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        value = _label_key(value)
+        # Karpenter's CRD rejects these (CEL rules, which offline schema checks do not evaluate).
+        domain = value.split("/", 1)[0] if "/" in value else ""
+        if value == "kubernetes.io/hostname" or (
+            domain.endswith("karpenter.sh") and value not in ("karpenter.sh/capacity-type", "karpenter.sh/nodepool")
+        ):
+            raise ValueError("a label key Karpenter allows in requirements (not kubernetes.io/hostname nor *karpenter.sh/* "
+                             "other than karpenter.sh/capacity-type)")
+        return value
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> "NodeRequirementSpec":
+        if any(len(v) > 63 or not _LABEL_VALUE.match(v) for v in self.values):
+            raise ValueError("label values (at most 63 letters, digits, '-', '_', '.')")
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"at least one value with operator {self.operator}")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"no values with operator {self.operator}")
+        if self.operator in ("Gt", "Lt") and (len(self.values) != 1 or not self.values[0].isdigit()):
+            raise ValueError(f"exactly one non-negative integer value with operator {self.operator}")
+        return self
+
+
+class KarpenterSpec(_Model):
+    """A Karpenter ``karpenter.sh/v1`` NodePool that launches the GPU nodes on demand."""
+
+    node_class: NodeClassRefSpec = Field(description="The node class reference (required).")
+    instance_types: tuple[str, ...] = Field(
+        (), description="Shorthand for a node.kubernetes.io/instance-type In requirement. Default none."
+    )
+    capacity_types: tuple[Literal["on-demand", "spot", "reserved"], ...] = Field(
+        ("on-demand",), min_length=1,
+        description="karpenter.sh/capacity-type values. Default on-demand (a reclaimed spot node kills a whole unit).",
+    )
+    requirements: tuple[NodeRequirementSpec, ...] = Field((), description="Further node requirements. Default none.")
+    gpu_limit: int | None = Field(
+        None, ge=0, description="limits.<gpu.resource_name> of the NodePool; default: the GPUs of both pools at their maximum replicas."
+    )
+    consolidate_after: str = Field("10m", description="How long a node stays empty before it is removed. Default 10m.")
+    expire_after: str = Field(
+        "Never", description="Node lifetime; expiry is forceful (ignores budgets), so serving nodes default to Never."
+    )
+    max_disrupted_nodes: str = Field("1", description="Disruption budget: nodes (or %) disrupted at once. Default 1.")
+    replace_drifted_nodes: bool = Field(
+        False, description="Let Karpenter replace drifted nodes on its own (that restarts the unit on them). Default false."
+    )
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(v) > 63 or not v or not _LABEL_VALUE.match(v) for v in value):
+            raise ValueError("instance type names such as 'p5.48xlarge' (label values, at most 63 characters)")
+        return value
+
+    @field_validator("consolidate_after", "expire_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _KARPENTER_DURATION.match(value):
+            raise ValueError("a Karpenter duration such as '10m', '1h30m' or 'Never'")
+        return value
+
+    @field_validator("max_disrupted_nodes")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        if not _BUDGET_NODES.match(value):
+            raise ValueError("a node count such as '1' or a percentage such as '10%'")
+        return value
+
+
+class ExistingNodesSpec(_Model):
+    """Nodes that already exist: labelled (and tainted) in place by server-side-apply patches."""
+
+    nodes: tuple[str, ...] = Field(min_length=1, description="Node names (required, at least one).")
+    taint: bool = Field(
+        True,
+        description="Add the taint nvidia.com/gpu:NoSchedule. Default true. Set false when the nodes already carry "
+        "taints (Node spec.taints is one atomic list under server-side apply: the patch would conflict).",
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(v) > 253 or not _DNS_SUBDOMAIN.match(v) for v in value):
+            raise ValueError("node names (DNS-1123 subdomains such as 'gpu-node-01' or 'ip-10-0-1-5.ec2.internal')")
+        if len(set(value)) != len(value):
+            raise ValueError("distinct node names (a node is listed twice)")
+        return value
+
+
+class RdmaSpec(_Model):
+    """How pods reach the RDMA fabric (InfiniBand / RoCE) that multi-node units and NIXL KV transfer use."""
+
+    resource_name: str = Field(
+        "rdma/rdma_shared_device_a",
+        description="Device-plugin resource: rdma/rdma_shared_device_a (k8s-rdma-shared-dev-plugin), rdma/ib, "
+        "nvidia.com/hostdev (SR-IOV), ... Default rdma/rdma_shared_device_a.",
+    )
+    per_pod: int = Field(1, ge=1, le=64, description="Devices each pod requests. Default 1.")
+    networks: str | None = Field(
+        None, min_length=1, description="Multus k8s.v1.cni.cncf.io/networks annotation, e.g. 'llm/rdma-net'. Default none."
+    )
+
+    @field_validator("resource_name")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        if "/" not in value or not _LABEL_KEY.match(value):
+            raise ValueError("an extended resource name with a domain, such as rdma/ib or nvidia.com/hostdev")
+        return value
+
+
+class NodePoolSpec(_Model):
+    """The GPU nodes the units land on: launched by Karpenter or labelled in place (``existing``)."""
+
+    provisioner: Literal["karpenter", "existing"] = Field(description="karpenter | existing (required).")
+    name: str | None = Field(None, description="Value of the moe-ep.io/pool label (and NodePool name); default: the service name.")
+    karpenter: KarpenterSpec | None = Field(None, description="Settings of provisioner karpenter (only then).")
+    existing: ExistingNodesSpec | None = Field(None, description="Settings of provisioner existing (only then).")
+    rdma: RdmaSpec | None = Field(
+        None, description="The nodes' RDMA fabric; absent = none (multi-node units and KV transfer then use TCP)."
+    )
+    select_gpu_product: bool = Field(
+        True, description="Pods also select nvidia.com/gpu.product = the catalog's label of gpu.product. Default true."
+    )
+    exclusive_topology_key: str | None = Field(
+        None, description="Node label whose domain a multi-node unit has to itself (LWS exclusive topology), "
+        "e.g. a rack or NVLink-block label. Default none.",
+    )
+    privileged: bool = Field(
+        False, description="Run RDMA pods privileged, for clusters whose RDMA setup needs it. Default false (root + IPC_LOCK)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_label(value)
+
+    @field_validator("exclusive_topology_key")
+    @classmethod
+    def _topology_key(cls, value: str | None) -> str | None:
+        return None if value is None else _label_key(value)
+
+    @model_validator(mode="after")
+    def _one_provisioner(self) -> "NodePoolSpec":
+        sections = {"karpenter": self.karpenter, "existing": self.existing}
+        other = "existing" if self.provisioner == "karpenter" else "karpenter"
+        if sections[self.provisioner] is None:
+            raise ValueError(f"a `{self.provisioner}` section for provisioner {self.provisioner}")
+        if sections[other] is not None:
+            raise ValueError(f"no `{other}` section with provisioner {self.provisioner} (the two are mutually exclusive)")
+        return self
+
+
+_PROMETHEUS_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, label in value.items():
+        _label_key(key)
+        if len(label) > 63 or not _LABEL_VALUE.match(label):
+            raise ValueError(f"label {key!r}: a label value of at most 63 letters, digits, '-', '_' or '.'")
+    return value
+
+
+class SloSpec(_Model):
+    """The latency objectives alerts hold the service to (p99 over 5 minutes, for 10 minutes)."""
+
+    ttft_seconds: float = Field(2.0, gt=0, le=600, description="p99 time to first token, per role. Default 2.")
+    itl_seconds: float = Field(0.1, gt=0, le=60, description="p99 inter-token latency of the decode role. Default 0.1.")
+
+
+class AlertThresholdsSpec(_Model):
+    """When the alerts fire. The unit readiness and metrics-absent windows default to the pool's
+    startup budget (``unit.startup_minutes`` or the estimate), so a unit loading its model is quiet."""
+
+    queue_waiting: int = Field(16, ge=1, description="Requests waiting in one unit for 5 minutes. Default 16.")
+    kv_cache_usage: float = Field(0.95, gt=0, le=1, description="KV-cache usage (0-1) of one unit for 10 minutes. Default 0.95.")
+    error_ratio: float = Field(
+        0.05, gt=0, le=1, description="Share of a role's requests finishing with reason `error` for 5 minutes. Default 0.05."
+    )
+    preemptions_per_minute: float = Field(5, gt=0, description="A role's preemptions per minute for 10 minutes. Default 5.")
+    unit_restarts: int = Field(2, ge=1, description="Restarts or recreations of one pod within 30 minutes. Default 2.")
+    unit_not_ready_minutes: int | None = Field(
+        None, ge=1, le=1440, description="A unit's leader not ready this long. Default: the pool's startup budget."
+    )
+    metrics_absent_minutes: int | None = Field(
+        None, ge=1, le=1440, description="A pool exports no vLLM metrics this long. Default: the pool's startup budget."
+    )
+
+
+class DashboardSpec(_Model):
+    """The Grafana dashboard, delivered as a ConfigMap for the Grafana sidecar."""
+
+    enabled: bool = Field(True, description="Create the dashboard ConfigMap. Default true.")
+    folder: str | None = Field(
+        "moe-ep", min_length=1, description="Grafana folder (annotation `grafana_folder`); null = the sidecar's default. Default moe-ep."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="Labels the Grafana sidecar selects ConfigMaps by. Default {grafana_dashboard: \"1\"}.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _labels(value)
+
+
+class MonitoringSpec(_Model):
+    """Prometheus-operator monitors and rules, and a Grafana dashboard (prometheus-operator CRDs
+    must be installed when enabled)."""
+
+    enabled: bool = Field(True, description="Create PodMonitor, ServiceMonitor, PrometheusRule and dashboard. Default true.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to monitors and rules so Prometheus' selectors pick them up (e.g. release: kube-prometheus-stack). Default none.",
+    )
+    scrape_interval: str = Field("15s", description="How often Prometheus scrapes vLLM and the router. Default 15s.")
+    slo: SloSpec = Field(default_factory=SloSpec, description="Latency objectives.")
+    thresholds: AlertThresholdsSpec = Field(default_factory=AlertThresholdsSpec, description="Alert thresholds.")
+    dashboard: DashboardSpec = Field(default_factory=DashboardSpec, description="Grafana dashboard.")
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _labels(value)
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _PROMETHEUS_DURATION.match(value):
+            raise ValueError("a Prometheus duration such as '15s', '500ms' or '1m'")
+        return value
+
+
 class ServiceSpec(_Model):
     """One MoE model served by a decode pool and, optionally, a prefill pool."""
 
@@ -242,6 +590,12 @@ class ServiceSpec(_Model):
     decode: PoolSpec
     kv_transfer: KvTransferSpec = Field(default_factory=KvTransferSpec, description="KV transfer between roles.")
     unit: UnitSpec = Field(default_factory=UnitSpec)
+    router: RouterSpec = Field(default_factory=RouterSpec, description="The endpoint in front of the pools.")
+    api_key: ApiKeySpec = Field(default_factory=ApiKeySpec, description="The generated API key.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitors, alerts, dashboard.")
+    node_pool: NodePoolSpec | None = Field(
+        None, description="The GPU nodes; absent = none created, pods only tolerate the GPU taint."
+    )
 
     @field_validator("name")
     @classmethod
@@ -256,6 +610,11 @@ class ServiceSpec(_Model):
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None
+
+    @property
+    def router_mode(self) -> str:
+        """The router's mode, with the default resolved."""
+        return self.router.mode or ("llm-d" if self.disaggregated else "round-robin")
 
     def pools(self) -> dict[str, PoolSpec]:
         """The pools by role, prefill first."""
@@ -355,9 +714,74 @@ def pool_problems(role: str, pool: PoolSpec, spec: ServiceSpec) -> list[Problem]
     return found
 
 
+def router_problems(spec: ServiceSpec) -> list[Problem]:
+    if spec.router.mode == "llm-d" and not spec.disaggregated:
+        return [Problem(
+            f"{SERVICE_KEY}.router.mode", "llm-d",
+            "round-robin for a decode-only service: the llm-d scheduler here routes prefill/decode pairs", "router-mode",
+        )]
+    return []
+
+
+def max_replicas(pool: PoolSpec) -> int:
+    """The most units a pool can run: the autoscaler's ceiling when it has one, else ``replicas``."""
+    return pool.autoscaling.max_replicas if pool.autoscaling is not None else pool.replicas
+
+
+def capacity(spec: ServiceSpec) -> dict[str, Any]:
+    """Nodes and GPUs both pools need at their maximum replicas (one pod per node), per role and in
+    total, and the GPU limit the node pool gets. Pure; the node pool and the policy pack read it."""
+    roles = {}
+    for role, pool in spec.pools().items():
+        units = max_replicas(pool)
+        roles[role] = {
+            "max_replicas": units,
+            "nodes_per_replica": pool.nodes_per_replica,
+            "gpus_per_node": spec.gpu.per_node,
+            "max_nodes": units * pool.nodes_per_replica,
+            "max_gpus": units * pool.nodes_per_replica * spec.gpu.per_node,
+        }
+    max_gpus = sum(r["max_gpus"] for r in roles.values())
+    limit = None
+    if spec.node_pool is not None and spec.node_pool.karpenter is not None:
+        configured = spec.node_pool.karpenter.gpu_limit
+        limit = max_gpus if configured is None else configured
+    return {
+        "roles": roles,
+        "max_nodes": sum(r["max_nodes"] for r in roles.values()),
+        "max_gpus": max_gpus,
+        "gpu_resource": spec.gpu.resource_name,
+        "gpu_limit": limit,
+        "nodes_available": len(spec.node_pool.existing.nodes) if spec.node_pool and spec.node_pool.existing else None,
+    }
+
+
+def node_pool_problems(spec: ServiceSpec) -> list[Problem]:
+    """The node pool must hold both pools at their maximum replicas."""
+    if spec.node_pool is None:
+        return []
+    numbers = capacity(spec)
+    at = f"{SERVICE_KEY}.node_pool"
+    found = []
+    if numbers["gpu_limit"] is not None and numbers["gpu_limit"] < numbers["max_gpus"]:
+        found.append(Problem(
+            f"{at}.karpenter.gpu_limit", numbers["gpu_limit"],
+            f"at least {numbers['max_gpus']}: the GPUs of every pool at its maximum replicas "
+            "(" + " + ".join(f"{role} {v['max_gpus']}" for role, v in numbers["roles"].items()) + ")",
+            "node-pool-covers-pools",
+        ))
+    if numbers["nodes_available"] is not None and numbers["nodes_available"] < numbers["max_nodes"]:
+        found.append(Problem(
+            f"{at}.existing.nodes", list(spec.node_pool.existing.nodes),
+            f"at least {numbers['max_nodes']} nodes: one pod per node for every pool at its maximum replicas",
+            "node-pool-covers-pools",
+        ))
+    return found
+
+
 def problems(spec: ServiceSpec) -> list[Problem]:
     """Every cross-field rule over the whole service, in a stable order."""
-    found: list[Problem] = []
+    found: list[Problem] = router_problems(spec) + node_pool_problems(spec)
     for role, pool in spec.pools().items():
         found.extend(pool_problems(role, pool, spec))
     return found

@@ -43,7 +43,10 @@ class DistributedUnitArgs(BaseModel):
     cpu: str = Field("32", description="CPU request = limit. Default 32.")
     memory: str = Field("512Gi", description="Memory request = limit. Default 512Gi.")
     shm_size: str = Field("32Gi", description="/dev/shm size limit. Default 32Gi.")
-    port: int = Field(8000, description="vLLM's HTTP port on rank 0. Default 8000.")
+    port: int = Field(8000, description="vLLM's HTTP port on rank 0 (probes use it). Default 8000.")
+    leader_sidecars: tuple[dict, ...] = Field(
+        (), description="Native sidecars (init containers with restartPolicy Always) of rank 0; one may serve the `http` port in front of vLLM."
+    )
     guard: bool = Field(True, description="Recreate the group when any rank restarts. Default true.")
     comm_interface: str = Field("eth0", description="Interface named in COMM_IFNAME. Default eth0.")
     max_surge: int | str = Field(0, description="Rolling update: extra units. Default 0.")
@@ -115,8 +118,11 @@ def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
         if args.worker_args:
             container["args"] = list(args.worker_args)
     container["env"] = _env(args)
+    sidecars = list(args.leader_sidecars) if leader else []
     if leader:
-        container["ports"] = [{"name": "http", "containerPort": args.port, "protocol": "TCP"}]
+        # The Service targets the port named `http`: vLLM's, unless a sidecar serves in front of it.
+        port_name = "vllm" if any(p.get("name") == "http" for c in sidecars for p in c.get("ports", [])) else "http"
+        container["ports"] = [{"name": port_name, "containerPort": args.port, "protocol": "TCP"}]
         # Headless ranks serve no HTTP; rank 0 reports the unit's health for all of them.
         container["startupProbe"] = _http_probe(args, PROBE_PERIOD_SECONDS, args.startup_minutes * 60 // PROBE_PERIOD_SECONDS)
         container["readinessProbe"] = _http_probe(args, PROBE_PERIOD_SECONDS, 3)
@@ -130,8 +136,9 @@ def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 120,
     }
-    if args.start_barrier:
-        spec["initContainers"] = [_start_barrier()]
+    init = ([_start_barrier()] if args.start_barrier else []) + sidecars
+    if init:
+        spec["initContainers"] = init
     spec["containers"] = [container]
     placement = args.placement
     if placement.node_selector:

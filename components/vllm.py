@@ -19,10 +19,22 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .api_key import api_key_env
 from .spec import DEEPEP_BACKENDS, PoolSpec, ServiceSpec
 
 SERVE_PORT = 8000
-"""The port vLLM's OpenAI server listens on in every leader pod."""
+"""The port a unit's rank 0 serves on (vLLM itself, or the routing sidecar in front of it)."""
+BEHIND_SIDECAR_PORT = 8200
+"""vLLM's port when the llm-d routing sidecar takes SERVE_PORT (decode pods behind the llm-d router)."""
+
+
+def behind_sidecar(spec: ServiceSpec, role: str) -> bool:
+    """Decode units behind the llm-d router get its routing sidecar, which runs the prefill step."""
+    return role == "decode" and spec.router_mode == "llm-d"
+
+
+def vllm_port(spec: ServiceSpec, role: str) -> int:
+    return BEHIND_SIDECAR_PORT if behind_sidecar(spec, role) else SERVE_PORT
 
 # Flag spellings per vLLM release. Keys are concepts; values are the flag as that release spells it.
 FLAGS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyType({
@@ -141,9 +153,11 @@ def _common_args(spec: ServiceSpec, pool: PoolSpec, flag) -> list[str]:
 
 
 def _env(spec: ServiceSpec, pool: PoolSpec) -> tuple[dict, ...]:
-    """Environment for every rank: interfaces for NCCL/Gloo/UCX, NIXL side channel, DeepEP."""
+    """Environment for every rank: the API key (by reference), interfaces for NCCL/Gloo/UCX,
+    the NIXL side channel, DeepEP."""
     ifname = spec.unit.comm_interface
     env = [
+        api_key_env(spec.name),
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "VLLM_HOST_IP", "value": "$(POD_IP)"},
         {"name": "NCCL_SOCKET_IFNAME", "value": ifname},
@@ -170,7 +184,7 @@ def launch(spec: ServiceSpec, role: str) -> Launch:
     served = spec.model.served_model_name or spec.model.id
     local = max(1, spec.gpu.per_node // pool.tensor_parallel_size)
     common = _common_args(spec, pool, flag)
-    leader = ["vllm", "serve", spec.model.id, flag["served_model_name"], served, flag["port"], str(SERVE_PORT)]
+    leader = ["vllm", "serve", spec.model.id, flag["served_model_name"], served, flag["port"], str(vllm_port(spec, role))]
     worker: list[str] | None = None
     if pool.nodes_per_replica > 1:
         multi = [

@@ -85,7 +85,10 @@ def pool_view(spec: ServiceSpec, role: str) -> dict[str, Any] | None:
         "data_parallel_size": pool.data_parallel_size,
         "expert_parallel_size": pool.ep_size,
         "gpus": sizing.gpus(pool, spec.gpu.per_node),
-        "autoscaling": None,
+        "autoscaling": (
+            {"min": pool.autoscaling.min_replicas, "max": pool.autoscaling.max_replicas, "engine": pool.autoscaling.engine}
+            if pool.autoscaling else None
+        ),
     }
 
 
@@ -103,7 +106,11 @@ def commands_view(spec: ServiceSpec) -> dict[str, Any]:
 
 def gpus_view(spec: ServiceSpec) -> dict[str, int]:
     initial = sum(p.replicas * sizing.gpus(p, spec.gpu.per_node) for p in spec.pools().values())
-    return {"initial": initial, "max": initial}
+    most = sum(
+        max(p.replicas, p.autoscaling.max_replicas if p.autoscaling else 0) * sizing.gpus(p, spec.gpu.per_node)
+        for p in spec.pools().values()
+    )
+    return {"initial": initial, "max": most}
 
 
 def resources_view(run: engine.Run) -> list[dict[str, Any]]:

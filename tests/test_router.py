@@ -1,0 +1,176 @@
+"""Router, API key, per-role autoscaling and disruption budgets (issue: PD-aware router)."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from components import autoscaling, router
+from components.spec import AutoscalingSpec, ServiceSpec
+from moe_ep import engine, manifests, plan as planning
+
+from .conftest import ROOT, STACKS, objects_of, planned
+
+
+def service(stack: str) -> dict:
+    return copy.deepcopy(yaml.safe_load((ROOT / f"stacks/Pulumi.{stack}.yaml").read_text())["config"]["moe-ep:service"])
+
+
+def render(svc: dict, stack: str = "t") -> list[dict]:
+    run = engine.run_program(ROOT / "__main__.py", {"moe-ep:service": svc}, stack)
+    return manifests.manifests(run.resources)
+
+
+def vllm_templates(objects: list[dict]) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o["spec"]["leaderWorkerTemplate"] for o in objects if o["kind"] == "LeaderWorkerSet"}
+
+
+def test_prod_has_the_router_pool_secret_autoscalers_and_budgets():
+    plan = planned("prod")
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in plan.objects}
+    for expected in [
+        ("Deployment", "deepseek-r1-router"), ("Deployment", "deepseek-r1-scheduler"), ("Service", "deepseek-r1-router"),
+        ("InferencePool", "deepseek-r1"), ("Secret", "deepseek-r1-api-key"), ("Role", "deepseek-r1-scheduler"),
+        ("PodDisruptionBudget", "deepseek-r1-router"),
+    ]:
+        assert expected in kinds, expected
+    hpas = [o for o in objects_of(plan, "HorizontalPodAutoscaler") if o["spec"]["scaleTargetRef"]["kind"] == "LeaderWorkerSet"]
+    assert sorted(h["spec"]["scaleTargetRef"]["name"] for h in hpas) == ["deepseek-r1-decode", "deepseek-r1-prefill"]
+    for hpa in hpas:
+        behavior = hpa["spec"]["behavior"]
+        up = behavior["scaleUp"]["policies"]
+        assert up == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
+        assert 60 <= up[0]["periodSeconds"] <= 120
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600
+        assert behavior["scaleDown"]["selectPolicy"] == "Min"
+        assert hpa["spec"]["scaleTargetRef"]["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    pdbs = {o["metadata"]["name"]: o["spec"] for o in objects_of(plan, "PodDisruptionBudget")}
+    assert pdbs["deepseek-r1-router"]["minAvailable"] == 1
+    for role in ("prefill", "decode"):
+        assert pdbs[f"deepseek-r1-{role}"]["maxUnavailable"] == 1
+        assert pdbs[f"deepseek-r1-{role}"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_autoscaled_units_are_not_fought_over_by_pulumi():
+    plan = planned("prod")
+    for lws in plan.run.of_type("kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"):
+        assert lws.ignore_changes == ("spec.replicas",)
+    dev = planned("dev")
+    for lws in dev.run.of_type("kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"):
+        assert lws.ignore_changes == ()
+
+
+def test_keda_scaled_object_queries_one_aggregated_series():
+    plan = planned("staging")
+    scaled = objects_of(plan, "ScaledObject")
+    assert [s["spec"]["scaleTargetRef"]["name"] for s in scaled] == ["deepseek-r1-decode"]
+    trigger = scaled[0]["spec"]["triggers"][0]
+    assert trigger["type"] == "prometheus" and trigger["metadata"]["query"].startswith("sum(vllm:num_requests_waiting{")
+    assert scaled[0]["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["selectPolicy"] == "Min"
+
+
+def test_decode_pods_behind_llm_d_get_the_routing_sidecar():
+    lws = {o["metadata"]["name"]: o for o in objects_of(planned("prod"), "LeaderWorkerSet")}
+    decode = lws["deepseek-r1-decode"]["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    sidecar = decode["initContainers"][0]
+    assert sidecar["restartPolicy"] == "Always" and "--connector=nixlv2" in sidecar["args"]
+    vllm = decode["containers"][0]
+    assert vllm["command"][vllm["command"].index("--port") + 1] == "8200"
+    assert vllm["startupProbe"]["httpGet"]["port"] == 8200
+    prefill = lws["deepseek-r1-prefill"]["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    assert "initContainers" not in prefill
+    assert prefill["containers"][0]["ports"][0] == {"name": "http", "containerPort": 8000, "protocol": "TCP"}
+
+
+def test_inference_pool_selects_rank_zero_of_both_roles_and_names_the_scheduler():
+    pool = objects_of(planned("prod"), "InferencePool")[0]["spec"]
+    assert pool["selector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    assert "llm-d.ai/role" not in pool["selector"]["matchLabels"]
+    assert pool["endpointPickerRef"]["name"] == "deepseek-r1-scheduler"
+    config = yaml.safe_load(objects_of(planned("prod"), "ConfigMap")[1]["data"]["scheduler.yaml"])
+    handler = next(p for p in config["plugins"] if p["type"] == "pd-profile-handler")
+    assert handler["parameters"]["deciderPluginName"] == "prefix-based-pd-decider"
+    assert {p["name"] for p in config["schedulingProfiles"]} == {"prefill", "decode"}
+
+
+def test_decode_only_stacks_get_a_round_robin_router():
+    plan = planned("dev")
+    assert not objects_of(plan, "InferencePool")
+    backends = next(o for o in objects_of(plan, "Service") if o["metadata"]["name"] == "qwen3-30b-router-backends")
+    assert backends["spec"]["clusterIP"] == "None"
+    envoy = yaml.safe_load(next(o for o in objects_of(plan, "ConfigMap") if o["metadata"]["name"] == "qwen3-30b-router")["data"]["envoy.yaml"])
+    cluster = envoy["static_resources"]["clusters"][0]
+    assert cluster["lb_policy"] == "ROUND_ROBIN" and cluster["type"] == "STRICT_DNS"
+
+
+def test_every_vllm_container_reads_the_key_from_its_secret():
+    for stack in STACKS:
+        plan = planned(stack)
+        for tpl in vllm_templates(plan.objects).values():
+            for which in ("leaderTemplate", "workerTemplate"):
+                if which not in tpl:
+                    continue
+                env = {e["name"]: e for e in tpl[which]["spec"]["containers"][0]["env"]}
+                assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": f"{plan.spec.name}-api-key", "key": "api-key"}
+        assert "api_key" in plan.run.secret_outputs
+        assert planning.to_json(plan)["outputs"]["api_key"] == "[secret]"
+
+
+def test_the_generated_key_is_in_no_rendered_file_but_its_secret(tmp_path, capsys):
+    from moe_ep import cli
+
+    for stack in STACKS:
+        plan = planned(stack)
+        key = next(r for r in plan.run.resources if r.type == "random:index/randomPassword:RandomPassword")
+        out = tmp_path / stack
+        assert cli.main(["render", "--stack", stack, "--out", str(out)]) == 0
+        holders = [p.name for p in sorted(out.iterdir()) if plan.run.outputs["api_key"] in p.read_text()]
+        assert len(holders) == 1 and holders[0].endswith(f"-secret-{plan.spec.name}-api-key.yaml"), holders
+        assert len(plan.run.outputs["api_key"]) == key.inputs["length"] == 48
+        assert cli.main(["preview", "--stack", stack, "--json"]) == 0
+        assert plan.run.outputs["api_key"] not in capsys.readouterr().out
+
+
+def test_router_settings_and_autoscaling_bounds_change_no_vllm_pod_template():
+    base = service("prod")
+    before = vllm_templates(render(base))
+    changed = copy.deepcopy(base)
+    changed["router"] = {"min_replicas": 3, "max_replicas": 10, "target_cpu_utilization": 50, "non_cached_tokens": 64,
+                         "service_type": "LoadBalancer"}
+    changed["decode"]["autoscaling"] = {"engine": "keda", "min_replicas": 2, "max_replicas": 8, "target_waiting_per_unit": 2}
+    changed["prefill"]["autoscaling"]["max_replicas"] = 6
+    changed["api_key"] = {"keepers": {"rotated": "2026-11"}}
+    after_objects = render(changed)
+    assert vllm_templates(after_objects) == before
+    assert any(o["kind"] == "ScaledObject" for o in after_objects), "the change did take effect"
+
+
+def test_autoscaling_bounds_are_validated():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at most max_replicas"):
+        AutoscalingSpec(min_replicas=5, max_replicas=2)
+    with pytest.raises(ValidationError, match="scale to zero needs engine keda"):
+        AutoscalingSpec(min_replicas=0, max_replicas=2)
+    assert AutoscalingSpec(engine="keda", min_replicas=0, max_replicas=2).min_replicas == 0
+    with pytest.raises(ValidationError):
+        AutoscalingSpec(max_replicas=2, scale_down_stabilization_seconds=60)
+
+
+def test_hpa_spec_is_pure_and_targets_the_unit():
+    spec = autoscaling.hpa_spec(AutoscalingSpec(max_replicas=4, target_waiting_per_unit=2.5), "x-decode")
+    assert spec["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "x-decode"}
+    assert spec["metrics"][0]["pods"]["target"]["averageValue"] == "2.5"
+
+
+def test_llm_d_mode_needs_a_prefill_pool():
+    from components.spec import StackError, service_from_config
+    import pytest
+
+    svc = service("dev")
+    svc["router"] = {"mode": "llm-d"}
+    with pytest.raises(StackError, match=r"router\.mode"):
+        service_from_config(svc, "dev")
+    assert router.endpoint(ServiceSpec.model_validate(service("dev"))) == "http://qwen3-30b-router.llm-dev.svc.cluster.local"
