@@ -1,5 +1,6 @@
 """moe-ep components: deploy a Mixture-of-Experts model with expert parallelism on Kubernetes."""
 
+from .node_pool import GpuNodePool
 from .placement import Placement
 from .pools import DecodePool, PrefillPool, ServingPool
 from .service import MoEEPService
@@ -7,6 +8,6 @@ from .spec import PoolSpec, ServiceSpec, StackError, load_service, service_from_
 from .unit import DistributedUnit, DistributedUnitArgs
 
 __all__ = [
-    "DecodePool", "DistributedUnit", "DistributedUnitArgs", "MoEEPService", "Placement", "PoolSpec",
+    "DecodePool", "DistributedUnit", "DistributedUnitArgs", "GpuNodePool", "MoEEPService", "Placement", "PoolSpec",
     "PrefillPool", "ServiceSpec", "ServingPool", "StackError", "load_service", "service_from_config",
 ]

@@ -757,7 +757,9 @@ def capacity(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def node_pool_problems(spec: ServiceSpec) -> list[Problem]:
-    """The node pool must hold both pools at their maximum replicas."""
+    """An explicit Karpenter GPU limit must hold both pools at their maximum replicas. (A fleet of
+    existing nodes smaller than the ceiling is a policy question, not bad input: the policy pack
+    compares ``nodes_available`` with ``max_nodes``.)"""
     if spec.node_pool is None:
         return []
     numbers = capacity(spec)
@@ -768,12 +770,6 @@ def node_pool_problems(spec: ServiceSpec) -> list[Problem]:
             f"{at}.karpenter.gpu_limit", numbers["gpu_limit"],
             f"at least {numbers['max_gpus']}: the GPUs of every pool at its maximum replicas "
             "(" + " + ".join(f"{role} {v['max_gpus']}" for role, v in numbers["roles"].items()) + ")",
-            "node-pool-covers-pools",
-        ))
-    if numbers["nodes_available"] is not None and numbers["nodes_available"] < numbers["max_nodes"]:
-        found.append(Problem(
-            f"{at}.existing.nodes", list(spec.node_pool.existing.nodes),
-            f"at least {numbers['max_nodes']} nodes: one pod per node for every pool at its maximum replicas",
             "node-pool-covers-pools",
         ))
     return found
