@@ -12,9 +12,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from components import catalog, sizing
 from components.spec import StackError
 
-from . import manifests, plan as planning
+from . import manifests, plan as planning, sizing_advice
 
 EXIT_OK, EXIT_POLICY, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
 
@@ -57,6 +58,14 @@ def _print_human(plan: planning.Plan) -> None:
               f" = {pool['replicas'] * pool['gpus']} GPUs; TP {pool['tensor_parallel_size']} DP {pool['data_parallel_size']}"
               f" EP {ep if ep else '-'}")
     print(f"  GPUs: {data['gpus']['initial']} initial, {data['gpus']['max']} at most")
+    print()
+    print("Sizing (per GPU; estimates from components/sizing.py):")
+    for role, size in data["sizing"].items():
+        memory, cost = size["memory_per_gpu_gb"], size["cost"]
+        print(f"  {role:8} {'fits' if size['fits'] else 'DOES NOT FIT'}: weights {memory['weights']:.1f} GB + reserve "
+              f"{memory['reserve']:.1f} GB of {memory['budget']:.1f} GB; headroom for KV {memory['kv_cache']:.1f} GB = "
+              f"{size['kv_tokens_per_dp_rank']:,} tokens per DP rank (one {size['max_model_len']:,}-token sequence: "
+              f"margin {size['margin_gb']:.1f} GB); ${cost['per_hour']:.2f}/h")
     print()
     print("Resources (what `pulumi up` would create):")
     resources = plan.run.resources
@@ -107,6 +116,80 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_POLICY if plan.mandatory_violations else EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number > 0") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number > 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite number > 0")
+    return value
+
+
+def _utilization(text: str) -> float:
+    value = _positive_float(text)
+    if value > 0.98:
+        raise argparse.ArgumentTypeError(f"{text}: expected a fraction in (0, 0.98]")
+    return value
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    traffic = (args.rate, args.input_len, args.output_len)
+    if any(v is not None for v in traffic) and not all(v is not None for v in traffic):
+        raise InputError("--rate, --input-len and --output-len go together: give all three or none")
+    profile = (args.prefill_tps_per_gpu, args.decode_tps_per_gpu)
+    if any(v is not None for v in profile) and not all(v is not None for v in profile):
+        raise InputError("--prefill-tps-per-gpu and --decode-tps-per-gpu go together: give both or neither")
+    per_node = args.gpus_per_node or catalog.GPUS[args.gpu].gpus_per_node
+    advice = sizing_advice.advise(
+        catalog.ARCHITECTURES[args.model], catalog.GPUS[args.gpu], per_node, args.dtype,
+        sizing.Workload(args.max_model_len, args.gpu_memory_utilization, args.kv_cache_dtype),
+        max_nodes=args.max_nodes,
+        demand=sizing.Demand(*traffic) if args.rate is not None else None,
+        profile=sizing.Profile(*profile) if args.prefill_tps_per_gpu is not None else None,
+        price=args.price_per_hour,
+    )
+    if args.json:
+        print(json.dumps(advice, indent=2))
+    else:
+        print(sizing_advice.render(advice))
+    return EXIT_OK if advice["fits"] else EXIT_POLICY
+
+
+def _size_parser(sub: argparse._SubParsersAction) -> None:
+    size = sub.add_parser(
+        "size", help="how many GPUs and which TP/DP/EP a model needs (no stack file)",
+        description="Answers how many GPUs and which TP/DP/EP a model needs on a GPU type, and what it costs. "
+                    "Exit 0: a layout fits within --max-nodes; 1: none does; 2: bad arguments.",
+    )
+    size.add_argument("--model", required=True, choices=sorted(catalog.ARCHITECTURES), help="catalog architecture")
+    size.add_argument("--gpu", required=True, choices=sorted(catalog.GPUS), help="catalog GPU product")
+    size.add_argument("--gpus-per-node", type=_positive_int, help="default: the product's standard server (8)")
+    size.add_argument("--dtype", choices=("fp8", "bf16", "int4"), default="fp8", help="weight dtype (default fp8)")
+    size.add_argument("--kv-cache-dtype", choices=("auto", "bf16", "fp8"), default="auto", help="default auto")
+    size.add_argument("--max-model-len", type=_positive_int, default=32768, help="context length (default 32768)")
+    size.add_argument("--gpu-memory-utilization", type=_utilization, default=0.9, help="default 0.9")
+    size.add_argument("--max-nodes", type=_positive_int, default=8, help="largest unit to consider (default 8 nodes)")
+    size.add_argument("--rate", type=_positive_float, help="requests per second to serve")
+    size.add_argument("--input-len", type=_positive_int, help="mean prompt tokens per request")
+    size.add_argument("--output-len", type=_positive_int, help="mean output tokens per request")
+    size.add_argument("--prefill-tps-per-gpu", type=_positive_float, help="measured prefill tokens/s per GPU (instead of the roofline)")
+    size.add_argument("--decode-tps-per-gpu", type=_positive_float, help="measured decode tokens/s per GPU (instead of the roofline)")
+    size.add_argument("--price-per-hour", type=_positive_float, help="USD per GPU-hour (default: the catalog's ballpark)")
+    size.add_argument("--json", action="store_true", help="one JSON object")
+    size.set_defaults(func=cmd_size)
+
+
 def _stack_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--stack", help="read stacks/Pulumi.NAME.yaml")
@@ -125,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     _stack_options(render)
     render.add_argument("--out", required=True, help="directory to write NNN-<kind>-<name>.yaml into")
     render.set_defaults(func=cmd_render)
+    _size_parser(sub)
     return top
 
 

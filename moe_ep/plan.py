@@ -126,14 +126,61 @@ def resources_view(run: engine.Run) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["type"], row["name"]))
 
 
+def _gb(value: float) -> float:
+    return round(value, 2)
+
+
 def sizing_view(spec: ServiceSpec) -> dict[str, Any]:
-    return {
-        role: {
-            "gpus_per_replica": sizing.gpus(pool, spec.gpu.per_node),
+    """Per pool: memory per GPU, KV capacity, the fit verdict, roofline throughput and cost
+    (components.sizing). Throughput assumes sizing's typical request (TYPICAL_INPUT_LEN in,
+    TYPICAL_OUTPUT_LEN out): the stack does not describe its traffic."""
+    arch, gpu, dtype = spec.model.arch, spec.gpu.info, spec.model.dtype
+    price = sizing.price(spec)
+    prompt, output = sizing.TYPICAL_INPUT_LEN, sizing.TYPICAL_OUTPUT_LEN
+    view: dict[str, Any] = {}
+    for role, pool in spec.pools().items():
+        verdict = sizing.fit(spec, role)
+        per_replica = sizing.gpus(pool, spec.gpu.per_node)
+        if role == "prefill":
+            speed = sizing.prefill_throughput(arch, gpu, dtype, prompt)
+        else:
+            speed = sizing.decode_throughput(arch, gpu, dtype, verdict, prompt, output, sizing.workload_of(spec, pool))
+        unit_tokens = speed.tokens_per_second_per_gpu * per_replica
+        hourly = sizing.cost_per_hour(pool.replicas * per_replica, price)
+        w = verdict.weights
+        view[role] = {
+            "gpus_per_replica": per_replica,
             "startup_minutes": sizing.startup_minutes(spec, pool),
+            "fits": verdict.fits,
+            "margin_gb": _gb(verdict.margin_gb),
+            "message": verdict.message,
+            "memory_per_gpu_gb": {
+                "device": _gb(verdict.gpu_memory_gb), "budget": _gb(verdict.budget_gb),
+                "weights": _gb(verdict.weights_gb), "reserve": _gb(verdict.reserve_gb),
+                "kv_cache": _gb(verdict.kv_cache_gb), "one_sequence": _gb(verdict.sequence_gb),
+            },
+            "weights_per_gpu_gb": {
+                "routed_experts": _gb(w.routed_experts / sizing.GB), "shared_experts": _gb(w.shared_experts / sizing.GB),
+                "dense_mlp": _gb(w.dense_mlp / sizing.GB), "attention": _gb(w.attention / sizing.GB),
+                "embeddings": _gb(w.embeddings / sizing.GB), "router": _gb(w.router / sizing.GB),
+            },
+            "routed_experts_per_gpu": round(w.experts_per_gpu, 3),
+            "kv_tokens_per_dp_rank": verdict.kv_tokens,
+            "kv_tokens_per_replica": verdict.kv_tokens_per_unit,
+            "max_model_len": verdict.max_model_len,
+            "throughput": {
+                "source": speed.source, "input_len": prompt, "output_len": output if role == "decode" else 0,
+                "tokens_per_second_per_gpu": round(speed.tokens_per_second_per_gpu, 1),
+                "tokens_per_second_per_replica": round(unit_tokens, 1),
+            },
+            "cost": {
+                "price_per_gpu_hour": price,
+                "per_hour": round(hourly, 2),
+                "per_million_tokens": round(sizing.cost_per_million_tokens(hourly, unit_tokens * pool.replicas), 3)
+                if unit_tokens > 0 and pool.replicas else None,
+            },
         }
-        for role, pool in spec.pools().items()
-    }
+    return view
 
 
 def outputs_view(run: engine.Run) -> dict[str, Any]:
