@@ -1,6 +1,7 @@
 """moe-ep components: deploy a Mixture-of-Experts model with expert parallelism on Kubernetes."""
 
 from .node_pool import GpuNodePool
+from .monitoring import Monitoring, MonitoringArgs
 from .placement import Placement
 from .pools import DecodePool, PrefillPool, ServingPool
 from .service import MoEEPService
@@ -8,6 +9,6 @@ from .spec import PoolSpec, ServiceSpec, StackError, load_service, service_from_
 from .unit import DistributedUnit, DistributedUnitArgs
 
 __all__ = [
-    "DecodePool", "DistributedUnit", "DistributedUnitArgs", "GpuNodePool", "MoEEPService", "Placement", "PoolSpec",
+    "DecodePool", "DistributedUnit", "DistributedUnitArgs", "GpuNodePool", "MoEEPService", "Monitoring", "MonitoringArgs", "Placement", "PoolSpec",
     "PrefillPool", "ServiceSpec", "ServingPool", "StackError", "load_service", "service_from_config",
 ]

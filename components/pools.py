@@ -19,6 +19,19 @@ from .spec import ServiceSpec
 from .unit import LWS_NAME_LABEL, DistributedUnit, DistributedUnitArgs
 
 ROLE_LABEL = "moe-ep.io/role"
+ARCHITECTURE_ANNOTATION = "moe-ep.io/architecture"
+GPU_PRODUCT_ANNOTATION = "moe-ep.io/gpu-product"
+DTYPE_ANNOTATION = "moe-ep.io/dtype"
+
+
+def unit_annotations(spec: ServiceSpec) -> dict[str, str]:
+    """What a unit serves, in words the policy pack reads (the argv alone does not name the
+    architecture or the GPU)."""
+    return {
+        ARCHITECTURE_ANNOTATION: spec.model.architecture,
+        GPU_PRODUCT_ANNOTATION: spec.gpu.product,
+        DTYPE_ANNOTATION: spec.model.dtype,
+    }
 
 
 def service_labels(spec: ServiceSpec) -> dict[str, str]:
@@ -68,6 +81,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
         start_barrier=spec.unit.start_barrier,
         startup_minutes=sizing.startup_minutes(spec, pool),
         labels=pool_labels(spec, role),
+        annotations=unit_annotations(spec),
         placement=placement or Placement(),
         autoscaled=pool.autoscaling is not None,
     )

@@ -7,9 +7,12 @@ from typing import Any, Mapping, Optional
 import pulumi
 
 from .api_key import ApiKey
+from .network import NetworkPolicies
 from .node_pool import GpuNodePool, placement
 from .pools import DecodePool, PrefillPool, service_labels
-from .router import Router
+from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
+from .router import SCHEDULER_COMPONENT, Router
+from .router import selector as router_selector
 from .spec import ServiceSpec
 
 
@@ -59,6 +62,15 @@ class MoEEPService(pulumi.ComponentResource):
         )
         self.decode = DecodePool(f"{spec.name}-decode", spec, placement(spec, "decode"), opts=after_key)
         self.router = Router(f"{spec.name}-router", spec, opts=child)
+        # The llm-d scheduler is the router part with a metrics port; Envoy's admin port stays local.
+        router_metrics = MetricsTarget(
+            name=f"{spec.name}-scheduler", selector=router_selector(spec, SCHEDULER_COMPONENT), port="metrics",
+        ) if spec.router_mode == "llm-d" else None
+        self.monitoring = Monitoring(
+            f"{spec.name}-monitoring", MonitoringArgs(service=spec, router=router_metrics), opts=child,
+        ) if spec.monitoring.enabled else None
+        if spec.network.policies:
+            NetworkPolicies(f"{spec.name}-network", spec, opts=child)
         self.outputs = {
             "service": spec.name,
             "namespace": spec.namespace,

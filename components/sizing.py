@@ -73,9 +73,12 @@ def gpus(pool: PoolSpec, per_node: int) -> int:
 def startup_minutes(spec: ServiceSpec, pool: PoolSpec) -> int:
     """Startup-probe budget for one unit: each node reads the whole checkpoint (vLLM reads every
     shard on every rank, then keeps its part), then warms up. A stack may set it explicitly."""
-    if spec.unit.startup_minutes:
-        return spec.unit.startup_minutes
-    load_seconds = weight_bytes(spec.model.arch, spec.model.dtype) / GB / LOAD_GB_PER_SECOND_PER_NODE
+    return spec.unit.startup_minutes or load_minutes(spec.model.arch, spec.model.dtype)
+
+
+def load_minutes(arch: catalog.Architecture, dtype: str) -> int:
+    """Estimated minutes from container start to ready: read the checkpoint, then warm up."""
+    load_seconds = weight_bytes(arch, dtype) / GB / LOAD_GB_PER_SECOND_PER_NODE
     return max(MIN_STARTUP_MINUTES, math.ceil(load_seconds / 60) + WARMUP_MINUTES)
 
 

@@ -297,6 +297,18 @@ class RouterSpec(_Model):
         return self
 
 
+class NetworkSpec(_Model):
+    """NetworkPolicies around the service."""
+
+    policies: bool = Field(True, description="Create the service's NetworkPolicies (default deny, then its paths). Default true.")
+    prometheus_namespace: str = Field("monitoring", description="Namespace whose pods may scrape metrics. Default monitoring.")
+
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return _dns_label(value)
+
+
 class ApiKeySpec(_Model):
     """The generated key every request must carry (``Authorization: Bearer <key>``)."""
 
@@ -592,6 +604,7 @@ class ServiceSpec(_Model):
     unit: UnitSpec = Field(default_factory=UnitSpec)
     router: RouterSpec = Field(default_factory=RouterSpec, description="The endpoint in front of the pools.")
     api_key: ApiKeySpec = Field(default_factory=ApiKeySpec, description="The generated API key.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="NetworkPolicies.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitors, alerts, dashboard.")
     node_pool: NodePoolSpec | None = Field(
         None, description="The GPU nodes; absent = none created, pods only tolerate the GPU taint."

@@ -54,6 +54,9 @@ class DistributedUnitArgs(BaseModel):
     start_barrier: bool = Field(False, description="Init container waiting for every rank's DNS. Default false.")
     startup_minutes: int = Field(30, ge=1, description="How long rank 0 may take to load. Default 30.")
     labels: Mapping[str, str] = Field(default_factory=dict, description="Added to every object and pod.")
+    annotations: Mapping[str, str] = Field(
+        default_factory=dict, description="On the LeaderWorkerSet only (not its pods): facts policies read, e.g. the model's architecture."
+    )
     placement: Placement = Field(default_factory=Placement, description="Nodes, tolerations, devices, privileges.")
     autoscaled: bool = Field(False, description="An autoscaler owns `replicas`; Pulumi then ignores it.")
 
@@ -178,8 +181,11 @@ def leader_worker_set_spec(args: DistributedUnitArgs) -> dict:
 
 def lws_metadata(args: DistributedUnitArgs) -> dict:
     metadata: dict[str, Any] = {"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items()))}
+    annotations = dict(args.annotations)
     if args.placement.exclusive_topology and args.size > 1:
-        metadata["annotations"] = {EXCLUSIVE_TOPOLOGY_ANNOTATION: args.placement.exclusive_topology}
+        annotations[EXCLUSIVE_TOPOLOGY_ANNOTATION] = args.placement.exclusive_topology
+    if annotations:
+        metadata["annotations"] = dict(sorted(annotations.items()))
     return metadata
 
 

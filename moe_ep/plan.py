@@ -13,7 +13,7 @@ from typing import Any
 from components import sizing, vllm
 from components.spec import SERVICE_KEY, ServiceSpec, read_stack_config, service_from_config
 
-from . import engine, manifests
+from . import analyze, engine, manifests
 
 PROGRAM = "__main__.py"
 
@@ -64,10 +64,14 @@ def load(source: Path) -> tuple[dict[str, Any], ServiceSpec]:
 def build(source: Path, project: Path | None = None, stack: str | None = None) -> Plan:
     """Validate ``source`` and run the real program on it under mocks."""
     config, spec = load(source)
+    levels = analyze.enforcement_levels(config, str(source))
     root = project or project_root()
     name = stack or stack_name(source)
     run = engine.run_program(root / PROGRAM, config, name)
-    return Plan(stack=name, source=source, config=config, spec=spec, run=run, objects=manifests.manifests(run.resources))
+    return Plan(
+        stack=name, source=source, config=config, spec=spec, run=run,
+        objects=manifests.manifests(run.resources), violations=analyze.analyze(run.resources, levels),
+    )
 
 
 # --- the JSON view (DESIGN.md's contract) ------------------------------------------------------

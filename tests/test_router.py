@@ -88,7 +88,7 @@ def test_inference_pool_selects_rank_zero_of_both_roles_and_names_the_scheduler(
     assert pool["selector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
     assert "llm-d.ai/role" not in pool["selector"]["matchLabels"]
     assert pool["endpointPickerRef"]["name"] == "deepseek-r1-scheduler"
-    config = yaml.safe_load(objects_of(planned("prod"), "ConfigMap")[1]["data"]["scheduler.yaml"])
+    config = yaml.safe_load(next(o for o in objects_of(planned("prod"), "ConfigMap") if o["metadata"]["name"] == "deepseek-r1-scheduler")["data"]["scheduler.yaml"])
     handler = next(p for p in config["plugins"] if p["type"] == "pd-profile-handler")
     assert handler["parameters"]["deciderPluginName"] == "prefix-based-pd-decider"
     assert {p["name"] for p in config["schedulingProfiles"]} == {"prefill", "decode"}
