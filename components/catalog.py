@@ -49,9 +49,8 @@ class Architecture:
     """MLA only: value width per head (``v_head_dim``); ``head_dim`` is the query/key width."""
     native_dtype: str = "bf16"
     """The dtype the weights are published in."""
-    mtp_method: str | None = None
-    """vLLM speculative method for the model's multi-token-prediction head, if it has one."""
     mtp_layers: int = 0
+    """Multi-token-prediction layers after the main ones (served with vLLM's `mtp` speculative method)."""
     tied_embeddings: bool = False
 
     @property
@@ -111,7 +110,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             hidden_size=7168, expert_intermediate_size=2048, dense_intermediate_size=18432,
             attention_heads=128, kv_heads=128, head_dim=192, attention="mla", vocab_size=129280,
             kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, v_head_dim=128, native_dtype="fp8",
-            mtp_method="deepseek_mtp", mtp_layers=1,
+            mtp_layers=1,
         ),
         # huggingface.co/moonshotai/Kimi-K2-Instruct/blob/main/config.json (DeepSeek-V3 layout,
         # 384 experts, 64 heads); 1.04T total / 32B active: Kimi K2 technical report
@@ -168,7 +167,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             layers=92, dense_layers=3, routed_experts=160, shared_experts=1, experts_per_token=8,
             hidden_size=5120, expert_intermediate_size=1536, dense_intermediate_size=12288,
             attention_heads=96, kv_heads=8, head_dim=128, attention="gqa", vocab_size=151552,
-            mtp_method="glm4_moe_mtp", mtp_layers=1,
+            mtp_layers=1,
         ),
     )
 }

@@ -52,11 +52,6 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
     """Pure: the DistributedUnit of one role, from the service spec."""
     pool = spec.pools()[role]
     launch = vllm.launch(spec, role)
-    worker_command: tuple[str, ...] = ()
-    worker_args: tuple[str, ...] = ()
-    if launch.worker is not None:
-        command, args = vllm.worker_container(launch)
-        worker_command, worker_args = tuple(command), tuple(args)
     return DistributedUnitArgs(
         namespace=spec.namespace,
         name=f"{spec.name}-{role}",
@@ -64,8 +59,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
         replicas=pool.replicas,
         size=pool.nodes_per_replica,
         leader_command=launch.leader,
-        worker_command=worker_command,
-        worker_args=worker_args,
+        worker_command=launch.worker or (),
         env=launch.env,
         gpus_per_pod=spec.gpu.per_node,
         gpu_resource=spec.gpu.resource_name,

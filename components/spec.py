@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import catalog
+from . import catalog, vllm
 
 CONFIG_NAMESPACE = "moe-ep"
 SERVICE_KEY = f"{CONFIG_NAMESPACE}:service"
@@ -26,12 +26,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
-# vLLM 0.33.0 ``--all2all-backend`` choices (vllm/config/parallel.py, All2AllBackend).
-All2AllBackend = Literal[
-    "naive", "allgather_reducescatter", "deepep_high_throughput", "deepep_low_latency",
-    "pplx", "flashinfer_all2allv",
-]
-DEEPEP_BACKENDS = ("deepep_high_throughput", "deepep_low_latency")
+All2AllBackend = Literal[vllm.ALL2ALL_BACKENDS]  # type: ignore[valid-type]
+DEEPEP_BACKENDS = vllm.DEEPEP_BACKENDS
 
 
 class _Model(BaseModel):
@@ -719,7 +715,7 @@ def pool_problems(role: str, pool: PoolSpec, spec: ServiceSpec) -> list[Problem]
             "dual-batch overlap only with a deepep all2all_backend, data_parallel_size > 1 and expert_parallel",
             "dbo-needs-deepep-dp-ep",
         ))
-    if pool.mtp is not None and arch.mtp_method is None:
+    if pool.mtp is not None and not arch.mtp_layers:
         found.append(Problem(
             f"{at}.mtp", pool.mtp.model_dump(),
             f"absent: {arch.name} has no multi-token-prediction head", "mtp-needs-mtp-head",
@@ -793,7 +789,8 @@ def problems(spec: ServiceSpec) -> list[Problem]:
     found: list[Problem] = router_problems(spec) + node_pool_problems(spec)
     for role, pool in spec.pools().items():
         found.extend(pool_problems(role, pool, spec))
-    return found
+    # The commands' own rules assume the shape rules hold.
+    return found or vllm.launch_problems(spec)
 
 
 # --- loading -----------------------------------------------------------------------------------

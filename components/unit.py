@@ -35,8 +35,7 @@ class DistributedUnitArgs(BaseModel):
     replicas: int = Field(1, ge=0, description="Units. Default 1.")
     size: int = Field(1, ge=1, description="Nodes (pods) per unit, rank 0 included. Default 1.")
     leader_command: tuple[str, ...] = Field(description="Full argv of rank 0's container.")
-    worker_command: tuple[str, ...] = Field((), description="Container `command` of ranks 1..size-1.")
-    worker_args: tuple[str, ...] = Field((), description="Container `args` of ranks 1..size-1.")
+    worker_command: tuple[str, ...] = Field((), description="Full argv of ranks 1..size-1's container.")
     env: tuple[dict, ...] = Field((), description="Kubernetes EnvVar objects for every rank.")
     gpus_per_pod: int = Field(ge=1)
     gpu_resource: str = Field("nvidia.com/gpu", description="GPU extended resource. Default nvidia.com/gpu.")
@@ -118,8 +117,6 @@ def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
         container["command"] = list(args.leader_command)
     else:
         container["command"] = list(args.worker_command)
-        if args.worker_args:
-            container["args"] = list(args.worker_args)
     container["env"] = _env(args)
     sidecars = list(args.leader_sidecars) if leader else []
     if leader:

@@ -15,7 +15,7 @@ from pathlib import Path
 from components import catalog, sizing
 from components.spec import StackError
 
-from . import manifests, plan as planning, sizing_advice
+from . import analyze, manifests, plan as planning, schemas, sizing_advice
 
 EXIT_OK, EXIT_POLICY, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
 
@@ -38,7 +38,10 @@ def _source(args: argparse.Namespace, project: Path) -> tuple[Path, str]:
 def _plan(args: argparse.Namespace) -> planning.Plan:
     project = planning.project_root()
     source, stack = _source(args, project)
-    return planning.build(source, project, stack)
+    crds = schemas.crd_dir(args.crd_dir)
+    if crds is not None and not crds.is_dir():
+        raise InputError(f"--crd-dir {crds}: not a directory of CRD manifests")
+    return planning.build(source, project, stack, crd_dir=crds)
 
 
 def _print_human(plan: planning.Plan) -> None:
@@ -90,11 +93,17 @@ def _print_human(plan: planning.Plan) -> None:
     print(f"Policies: {len(violations)} violation(s)")
     for v in violations:
         print(f"  [{v['enforcement']}] {v['policy']}: {v['resource']}: {v['message']}")
+    for line in _schema_lines(plan):
+        print(line)
     if data["outputs"]:
         print()
         print("Outputs:")
         for key, value in data["outputs"].items():
             print(f"  {key}: {value}")
+
+
+def _verdict(plan: planning.Plan) -> int:
+    return EXIT_POLICY if plan.mandatory_violations or plan.schema_problems else EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -103,7 +112,17 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(json.dumps(planning.to_json(plan), indent=2, sort_keys=False))
     else:
         _print_human(plan)
-    return EXIT_POLICY if plan.mandatory_violations else EXIT_OK
+    return _verdict(plan)
+
+
+def cmd_policy_config(args: argparse.Namespace) -> int:
+    """The stack's enforcement levels as a `pulumi preview --policy-pack-config` file."""
+    project = planning.project_root()
+    source, _ = _source(args, project)
+    config, _spec = planning.load(source)
+    levels = analyze.enforcement_levels(config, str(source))
+    print(json.dumps({rule: {"enforcementLevel": level} for rule, level in sorted(levels.items())}, indent=2))
+    return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -113,7 +132,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     plan = _plan(args)
     written = manifests.write(plan.objects, out)
     print(f"wrote {len(written)} manifests for stack {plan.stack} to {out}")
-    return EXIT_POLICY if plan.mandatory_violations else EXIT_OK
+    for line in _schema_lines(plan):
+        print(line, file=sys.stderr)
+    return _verdict(plan)
+
+
+def _schema_lines(plan: planning.Plan) -> list[str]:
+    if plan.crd_dir is None:
+        return [f"custom resources not checked against CRDs: no --crd-dir and no ${schemas.CRD_DIR_ENV}"]
+    if not plan.schema_problems:
+        return [f"custom resources valid against the CRDs in {plan.crd_dir}"]
+    return [f"custom resource invalid against {plan.crd_dir}: {p}" for p in plan.schema_problems]
 
 
 def _positive_int(text: str) -> int:
@@ -208,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
     _stack_options(render)
     render.add_argument("--out", required=True, help="directory to write NNN-<kind>-<name>.yaml into")
     render.set_defaults(func=cmd_render)
+    policy = sub.add_parser("policy-config", help="the stack's policy enforcement levels, for `pulumi preview --policy-pack-config`")
+    which = policy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", help="read stacks/Pulumi.NAME.yaml")
+    which.add_argument("--config", help="read any stack file of that form")
+    policy.set_defaults(func=cmd_policy_config)
     _size_parser(sub)
     return top
 

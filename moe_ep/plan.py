@@ -13,7 +13,7 @@ from typing import Any
 from components import sizing, vllm
 from components.spec import SERVICE_KEY, ServiceSpec, read_stack_config, service_from_config
 
-from . import analyze, engine, manifests
+from . import analyze, engine, manifests, schemas
 
 PROGRAM = "__main__.py"
 
@@ -49,6 +49,9 @@ class Plan:
     run: engine.Run
     objects: list[dict[str, Any]]
     violations: list[dict[str, Any]] = field(default_factory=list)
+    crd_dir: Path | None = None
+    schema_problems: list[str] = field(default_factory=list)
+    """Custom resources the CRDs in ``crd_dir`` reject (they would fail at apply time)."""
 
     @property
     def mandatory_violations(self) -> list[dict[str, Any]]:
@@ -61,16 +64,19 @@ def load(source: Path) -> tuple[dict[str, Any], ServiceSpec]:
     return config, service_from_config(config[SERVICE_KEY], str(source))
 
 
-def build(source: Path, project: Path | None = None, stack: str | None = None) -> Plan:
-    """Validate ``source`` and run the real program on it under mocks."""
+def build(source: Path, project: Path | None = None, stack: str | None = None, crd_dir: Path | None = None) -> Plan:
+    """Validate ``source``, run the real program on it under mocks, run the policy pack, and,
+    given a CRD folder, check the custom resources against it."""
     config, spec = load(source)
     levels = analyze.enforcement_levels(config, str(source))
     root = project or project_root()
     name = stack or stack_name(source)
     run = engine.run_program(root / PROGRAM, config, name)
+    objects = manifests.manifests(run.resources)
     return Plan(
-        stack=name, source=source, config=config, spec=spec, run=run,
-        objects=manifests.manifests(run.resources), violations=analyze.analyze(run.resources, levels),
+        stack=name, source=source, config=config, spec=spec, run=run, objects=objects,
+        violations=analyze.analyze(run.resources, levels), crd_dir=crd_dir,
+        schema_problems=[str(p) for p in schemas.validate_custom_resources(objects, crd_dir)] if crd_dir else [],
     )
 
 
@@ -100,11 +106,7 @@ def commands_view(spec: ServiceSpec) -> dict[str, Any]:
     views: dict[str, Any] = {}
     for role in spec.pools():
         launch = vllm.launch(spec, role)
-        worker = None
-        if launch.worker is not None:
-            command, args = vllm.worker_container(launch)
-            worker = command + args
-        views[role] = {"leader": list(launch.leader), "worker": worker}
+        views[role] = {"leader": list(launch.leader), "worker": list(launch.worker) if launch.worker else None}
     return views
 
 
@@ -202,6 +204,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "commands": commands_view(spec),
         "resources": resources_view(plan.run),
         "policy": {"violations": plan.violations},
+        "schema": {"crd_dir": str(plan.crd_dir) if plan.crd_dir else None, "problems": plan.schema_problems},
         "sizing": sizing_view(spec),
         "outputs": outputs_view(plan.run),
     }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 from components import catalog, sizing, vllm
+from components.node_pool import SECURITY_TIER_ANNOTATION
 from components.pools import ARCHITECTURE_ANNOTATION, DTYPE_ANNOTATION, GPU_PRODUCT_ANNOTATION
 
 Enforcement = Literal["advisory", "mandatory", "disabled"]
@@ -24,6 +25,7 @@ SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_PATCH = "kubernetes:core/v1:NodePatch"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SERVICE = "kubernetes:core/v1:Service"
 WORKLOADS = {
@@ -37,7 +39,6 @@ WORKLOADS = {
 # AWS EFA, and vendor plugins that name the function in the resource.
 RDMA_RESOURCE = re.compile(r"^(rdma/.+|nvidia\.com/hostdev|vpc\.amazonaws\.com/efa|.+/.*(rdma|roce|hca|sriov).*)$")
 MODEL_SERVER_CAPABILITIES = {"IPC_LOCK", "SYS_RAWIO"}
-PRIVILEGED_ANNOTATION = "moe-ep.io/privileged-provider"
 SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|password|passwd|secret|credential)")
 ROUTER_COMPONENTS = {"router", "scheduler"}
 
@@ -78,14 +79,19 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def pod_specs(r: Resource) -> list[tuple[str, Mapping[str, Any]]]:
-    """(which template, pod spec) of a workload's pod templates."""
+def pod_specs_with_metadata(r: Resource) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(which template, pod metadata, pod spec) of a workload's pod templates."""
     found = []
     for path in WORKLOADS.get(r.type, ()):
         template = _get(r.props.get("spec"), path)
         if isinstance(template, Mapping) and isinstance(template.get("spec"), Mapping):
-            found.append((path.rsplit(".", 1)[-1], template["spec"]))
+            found.append((path.rsplit(".", 1)[-1], template.get("metadata") or {}, template["spec"]))
     return found
+
+
+def pod_specs(r: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+    """(which template, pod spec) of a workload's pod templates."""
+    return [(which, pod) for which, _, pod in pod_specs_with_metadata(r)]
 
 
 def containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -376,14 +382,17 @@ def no_secret_literals(r: Resource) -> Iterator[str]:
 
 
 def security_context_tier(r: Resource) -> Iterator[str]:
-    privileged_ok = (_get(r.props, "metadata.annotations") or {}).get(PRIVILEGED_ANNOTATION) == "true"
     component = (_get(r.props, "metadata.labels") or {}).get("app.kubernetes.io/component")
-    for which, pod in pod_specs(r):
+    for which, meta, pod in pod_specs_with_metadata(r):
+        # The node pool's provider flag (node_pool.privileged) marks the pods it allows to run privileged.
+        privileged_ok = (meta.get("annotations") or {}).get(SECURITY_TIER_ANNOTATION) == "privileged"
         for c in containers(pod):
             sc = c.get("securityContext") or {}
             where = f"{which}/{c.get('name')}"
-            if sc.get("privileged") and not privileged_ok:
-                yield f"{where}: privileged without the provider flag ({PRIVILEGED_ANNOTATION})"
+            if sc.get("privileged"):
+                if not privileged_ok:
+                    yield f"{where}: privileged without the node pool's provider flag ({SECURITY_TIER_ANNOTATION}: privileged)"
+                continue
             if sc.get("allowPrivilegeEscalation") is not False:
                 yield f"{where}: allowPrivilegeEscalation must be false"
             caps = _get(sc, "capabilities") or {}
@@ -472,31 +481,35 @@ def kv_connectors_consistent(resources: Sequence[Resource]) -> Iterator[tuple[st
             yield service, f"prefill uses KV connector {roles.get('prefill')}, decode {roles.get('decode')}: KV cache cannot move"
 
 
-def autoscaler_within_capacity(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
-    """The units' maximum replicas fit the GPU limit of the service's NodePool."""
-    units = {(_get(r.props, "metadata.name") or r.name): unit_view(r) for r in resources if r.type == LWS}
-    most: dict[str, int] = {}
+def units_at_most(resources: Sequence[Resource]) -> list[tuple[UnitView, int]]:
+    """Every unit with the replicas it may reach: its autoscaler's maximum, else its replicas."""
+    ceilings: dict[str, int] = {}
     for r in resources:
-        if r.type == HPA:
-            target, high = _get(r.props, "spec.scaleTargetRef.name"), _int(_get(r.props, "spec.maxReplicas"))
-        elif r.type == SCALED_OBJECT:
-            target, high = _get(r.props, "spec.scaleTargetRef.name"), _int(_get(r.props, "spec.maxReplicaCount"))
-        else:
-            continue
-        if target in units and high:
-            most[target] = high
-    gpus = 0
-    for name, unit in units.items():
-        if unit is None:
-            continue
-        lws = next(r for r in resources if r.type == LWS and (_get(r.props, "metadata.name") or r.name) == name)
-        replicas = most.get(name, _int(_get(lws.props, "spec.replicas")) or 0)
-        gpus += replicas * unit.size * unit.gpus_per_pod
+        bound = {HPA: "spec.maxReplicas", SCALED_OBJECT: "spec.maxReplicaCount"}.get(r.type)
+        if bound and _int(_get(r.props, bound)):
+            ceilings[_get(r.props, "spec.scaleTargetRef.name")] = _int(_get(r.props, bound))
+    found = []
+    for r in resources:
+        unit = unit_view(r)
+        if unit is not None:
+            name = _get(r.props, "metadata.name") or r.name
+            found.append((unit, ceilings.get(name, _int(_get(r.props, "spec.replicas")) or 0)))
+    return found
+
+
+def autoscaler_within_capacity(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+    """Units at their maximum replicas fit the node pool: a Karpenter GPU limit, or the number of
+    existing nodes labelled for it."""
+    units = units_at_most(resources)
+    gpus = sum(most * unit.size * unit.gpus_per_pod for unit, most in units)
+    nodes = sum(most * unit.size for unit, most in units)
     for pool in (r for r in resources if r.type == NODE_POOL):
-        limits = _get(pool.props, "spec.limits") or {}
-        for key, value in limits.items():
+        for key, value in (_get(pool.props, "spec.limits") or {}).items():
             if key.endswith("/gpu") and _int(value) is not None and _int(value) < gpus:
                 yield pool.name, f"{key} limit {value} is below the {gpus} GPUs the units need at their maximum replicas"
+    patched = [r for r in resources if r.type == NODE_PATCH]
+    if patched and len(patched) < nodes:
+        yield patched[0].name, f"{len(patched)} existing nodes are labelled for the pool; the units need {nodes} at their maximum replicas"
 
 
 RULES: tuple[Rule, ...] = (

@@ -238,3 +238,25 @@ def test_unknown_rule_in_stack_policy_config_is_bad_input(tmp_path, capsys):
     path.write_text(text)
     assert cli.main(["preview", "--config", str(path)]) == 2
     assert "moe-ep:policy.enforcement.image-pined" in capsys.readouterr().err
+
+
+POLICY_FIXTURES = ROOT / "tests" / "fixtures" / "policy"
+POLICY_EXPECTED: dict[str, str] = __import__("yaml").safe_load((POLICY_FIXTURES / "expected.yaml").read_text())
+
+
+def test_the_broken_stack_corpus_has_at_least_ten_stacks():
+    assert len(POLICY_EXPECTED) >= 10
+    assert set(POLICY_EXPECTED) == {p.name for p in POLICY_FIXTURES.glob("Pulumi.*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_EXPECTED))
+def test_broken_stack_is_flagged_by_the_expected_rule(name, capsys):
+    from moe_ep import cli
+
+    code = cli.main(["preview", "--config", str(POLICY_FIXTURES / name), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    rule = POLICY_EXPECTED[name]
+    hits = [v for v in data["policy"]["violations"] if v["policy"] == rule]
+    assert hits, f"{name}: {rule} did not fire; got {data['policy']['violations']}"
+    mandatory = any(v["enforcement"] == "mandatory" for v in data["policy"]["violations"])
+    assert code == (1 if mandatory else 0)

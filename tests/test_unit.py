@@ -16,8 +16,7 @@ from components.unit import (
 def args(**over) -> DistributedUnitArgs:
     base = dict(
         namespace="llm", name="r1-decode", image="vllm/vllm-openai:v0.33.0", size=2,
-        leader_command=("vllm", "serve", "m"), worker_command=("/bin/sh", "-c", "exec \"$@\""),
-        worker_args=("vllm", "serve", "m", "--headless"), gpus_per_pod=8, startup_minutes=40,
+        leader_command=("vllm", "serve", "m"), worker_command=("vllm", "serve", "m", "--headless"), gpus_per_pod=8, startup_minutes=40,
         env=({"name": "NCCL_SOCKET_IFNAME", "value": "ib0"},), comm_interface="ib0",
     )
     base.update(over)
@@ -94,7 +93,7 @@ def test_worker_template_runs_the_worker_command():
     spec = leader_worker_set_spec(args())["leaderWorkerTemplate"]
     assert spec["leaderTemplate"]["spec"]["containers"][0]["command"] == ["vllm", "serve", "m"]
     worker = spec["workerTemplate"]["spec"]["containers"][0]
-    assert worker["command"][:2] == ["/bin/sh", "-c"] and worker["args"][-1] == "--headless"
+    assert worker["command"] == ["vllm", "serve", "m", "--headless"] and "args" not in worker
 
 
 def test_single_node_unit_has_only_the_worker_template_as_leader():
