@@ -32,7 +32,8 @@ from grafana_foundation_sdk.models import dashboard as gmodel
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import sizing, vllm
-from .pools import ROLE_LABEL, pool_labels, service_labels
+from .labels import service_labels
+from .pools import ROLE_LABEL, pool_labels
 from .spec import ServiceSpec
 from .unit import LWS_WORKER_INDEX_LABEL
 

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import router, vllm
+from .labels import component_labels
 from .spec import ServiceSpec
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -96,7 +97,7 @@ class NetworkPolicies(pulumi.ComponentResource):
         for name, policy in network_policies(spec).items():
             k8s.networking.v1.NetworkPolicy(
                 name,
-                metadata={"name": name, "namespace": spec.namespace, "labels": router.labels(spec, "network")},
+                metadata={"name": name, "namespace": spec.namespace, "labels": component_labels(spec, "network")},
                 spec=policy,
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .placement import GPU_TAINT_KEY, RESTRICTED_CONTAINER, Placement, device_container
-from .pools import service_labels
+from .labels import service_labels
 from .spec import DEEPEP_BACKENDS, NodePoolSpec, ServiceSpec, capacity
 
 KARPENTER_API_VERSION = "karpenter.sh/v1"

@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from . import autoscaling, sizing, vllm
 from .disruption import unit_pdb_spec
+from .labels import component_labels
 from .placement import Placement
 from .router import LLM_D_ROLE_LABEL, routing_sidecar
 from .spec import ServiceSpec
@@ -34,18 +35,9 @@ def unit_annotations(spec: ServiceSpec) -> dict[str, str]:
     }
 
 
-def service_labels(spec: ServiceSpec) -> dict[str, str]:
-    """Labels every object of a service carries."""
-    return {
-        "app.kubernetes.io/name": spec.name,
-        "app.kubernetes.io/part-of": "moe-ep",
-        "app.kubernetes.io/managed-by": "pulumi",
-    }
-
-
 def pool_labels(spec: ServiceSpec, role: str) -> dict[str, str]:
     # llm-d.ai/role tells the llm-d scheduler's prefill/decode filters which pods are which.
-    return {**service_labels(spec), "app.kubernetes.io/component": role, ROLE_LABEL: role, LLM_D_ROLE_LABEL: role}
+    return {**component_labels(spec, role), ROLE_LABEL: role, LLM_D_ROLE_LABEL: role}
 
 
 def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) -> DistributedUnitArgs:

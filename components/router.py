@@ -25,6 +25,7 @@ import yaml
 
 from . import vllm
 from .disruption import pdb_spec
+from .labels import component_labels
 from .spec import ServiceSpec
 from .unit import LWS_WORKER_INDEX_LABEL
 
@@ -64,15 +65,6 @@ def names(spec: ServiceSpec) -> dict[str, str]:
 def endpoint(spec: ServiceSpec) -> str:
     """The URL clients use inside the cluster."""
     return f"http://{names(spec)['router']}.{spec.namespace}.svc.cluster.local"
-
-
-def labels(spec: ServiceSpec, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": spec.name,
-        "app.kubernetes.io/part-of": "moe-ep",
-        "app.kubernetes.io/managed-by": "pulumi",
-        "app.kubernetes.io/component": component,
-    }
 
 
 def selector(spec: ServiceSpec, component: str) -> dict[str, str]:
@@ -201,7 +193,7 @@ def scheduler_pod(spec: ServiceSpec) -> dict[str, Any]:
         "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True}],
     }
     return {
-        "metadata": {"labels": labels(spec, SCHEDULER_COMPONENT)},
+        "metadata": {"labels": component_labels(spec, SCHEDULER_COMPONENT)},
         "spec": {
             "serviceAccountName": n["scheduler"],
             "automountServiceAccountToken": True,
@@ -347,7 +339,7 @@ def proxy_pod(spec: ServiceSpec) -> dict[str, Any]:
         "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy", "readOnly": True}],
     }
     return {
-        "metadata": {"labels": labels(spec, ROUTER_COMPONENT)},
+        "metadata": {"labels": component_labels(spec, ROUTER_COMPONENT)},
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -395,7 +387,7 @@ class Router(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         def meta(name: str, component: str) -> dict[str, Any]:
-            return {"name": name, "namespace": ns, "labels": labels(spec, component)}
+            return {"name": name, "namespace": ns, "labels": component_labels(spec, component)}
 
         if spec.router_mode == "llm-d":
             k8s.core.v1.ServiceAccount(n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),

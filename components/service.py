@@ -9,7 +9,8 @@ import pulumi
 from .api_key import ApiKey
 from .network import NetworkPolicies
 from .node_pool import GpuNodePool, placement
-from .pools import DecodePool, PrefillPool, service_labels
+from .labels import service_labels
+from .pools import DecodePool, PrefillPool
 from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
 from .router import SCHEDULER_COMPONENT, Router
 from .router import selector as router_selector
