@@ -6,7 +6,7 @@ STACK ?= dev
 CRD_DIR ?= $(abspath ../shared/crds)
 export MOE_EP_CRD_DIR ?= $(CRD_DIR)
 
-.PHONY: plan test test-fast conformance bench render clean install install-vllm
+.PHONY: plan test test-fast conformance bench render clean install install-vllm install-checkov
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,13 +25,23 @@ $(VENV)/.vllm: scripts/install-vllm.sh | $(VENV)/.installed
 
 install-vllm: $(VENV)/.vllm
 
+# checkov in a venv of its own: its pins (packaging<24, networkx<2.7) cannot sit beside pulumi's
+# (packaging>=26). tests/test_security.py runs $(VENV)/checkov/bin/checkov.
+CHECKOV_PIN := checkov==3.3.30
+$(VENV)/checkov/.installed: Makefile | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/checkov || python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet $(CHECKOV_PIN)
+	touch $@
+
+install-checkov: $(VENV)/checkov/.installed
+
 plan: install
 	$(BIN)/moe-ep preview --stack $(STACK)
 
 render: install
 	$(BIN)/moe-ep render --stack $(STACK) --out out/$(STACK)
 
-test: install install-vllm
+test: install install-vllm install-checkov
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -2,6 +2,7 @@
 
 from .node_pool import GpuNodePool
 from .monitoring import Monitoring, MonitoringArgs
+from .namespace import ServiceNamespace
 from .placement import Placement
 from .pools import DecodePool, PrefillPool, ServingPool
 from .service import MoEEPService
@@ -10,5 +11,5 @@ from .unit import DistributedUnit, DistributedUnitArgs
 
 __all__ = [
     "DecodePool", "DistributedUnit", "DistributedUnitArgs", "GpuNodePool", "MoEEPService", "Monitoring", "MonitoringArgs", "Placement", "PoolSpec",
-    "PrefillPool", "ServiceSpec", "ServingPool", "StackError", "load_service", "service_from_config",
+    "PrefillPool", "ServiceNamespace", "ServiceSpec", "ServingPool", "StackError", "load_service", "service_from_config",
 ]

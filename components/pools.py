@@ -16,6 +16,7 @@ from .disruption import unit_pdb_spec
 from .labels import component_labels
 from .placement import Placement
 from .router import LLM_D_ROLE_LABEL, routing_sidecar
+from .scanning import skip_annotations, unit_skip_kinds
 from .spec import ServiceSpec
 from .unit import LWS_NAME_LABEL, DistributedUnit, DistributedUnitArgs
 
@@ -44,6 +45,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
     """Pure: the DistributedUnit of one role, from the service spec."""
     pool = spec.pools()[role]
     launch = vllm.launch(spec, role)
+    placement = placement or Placement()
     return DistributedUnitArgs(
         namespace=spec.namespace,
         name=f"{spec.name}-{role}",
@@ -67,8 +69,9 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
         start_barrier=spec.unit.start_barrier,
         startup_minutes=sizing.startup_minutes(spec, pool),
         labels=pool_labels(spec, role),
-        annotations=unit_annotations(spec),
-        placement=placement or Placement(),
+        # checkov's accepted findings sit on the LWS, not in its pod templates (the tests scan those as shadow Deployments).
+        annotations={**unit_annotations(spec), **skip_annotations(*unit_skip_kinds(placement.security_context, pool.nodes_per_replica))},
+        placement=placement,
         autoscaled=pool.autoscaling is not None,
     )
 

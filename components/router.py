@@ -26,8 +26,9 @@ import yaml
 from . import vllm
 from .disruption import pdb_spec
 from .labels import component_labels
+from .scanning import skip_annotations
 from .spec import ServiceSpec
-from .unit import LWS_WORKER_INDEX_LABEL
+from .unit import IMAGE_PULL_POLICY, LWS_WORKER_INDEX_LABEL
 
 PROXY_PORT = 8081
 PROXY_READY_PORT = 19001
@@ -118,6 +119,7 @@ def routing_sidecar(spec: ServiceSpec) -> dict[str, Any]:
     return {
         "name": "routing-proxy",
         "image": spec.router.sidecar_image,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
         "restartPolicy": "Always",
         "args": [
             f"--port={vllm.SERVE_PORT}",
@@ -161,6 +163,7 @@ def scheduler_pod(spec: ServiceSpec) -> dict[str, Any]:
     container = {
         "name": "scheduler",
         "image": spec.router.scheduler_image,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
         "args": [
             f"--pool-name={n['pool']}",
             f"--pool-namespace={spec.namespace}",
@@ -325,6 +328,7 @@ def proxy_pod(spec: ServiceSpec) -> dict[str, Any]:
     container = {
         "name": "envoy",
         "image": spec.router.envoy_image,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
         "command": ["envoy"],
         "args": ["--service-node", n["router"], "--log-level", "warn", "--drain-strategy", "immediate",
                  "--drain-time-s", "60", "-c", "/etc/envoy/envoy.yaml"],
@@ -401,7 +405,8 @@ class Router(pulumi.ComponentResource):
             k8s.core.v1.ConfigMap(n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
                                   data={"scheduler.yaml": scheduler_config(spec)}, opts=child)
             k8s.apps.v1.Deployment(
-                n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
+                n["scheduler"],
+                metadata={**meta(n["scheduler"], SCHEDULER_COMPONENT), "annotations": skip_annotations("image", "scheduler")},
                 # One replica: the prefix-cache index lives in its memory; Recreate avoids two.
                 spec={"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector(spec, SCHEDULER_COMPONENT)},
                       "template": scheduler_pod(spec)},
@@ -428,7 +433,7 @@ class Router(pulumi.ComponentResource):
             )
         k8s.core.v1.ConfigMap(n["router"], metadata=meta(n["router"], ROUTER_COMPONENT), data={"envoy.yaml": envoy_config(spec)}, opts=child)
         k8s.apps.v1.Deployment(
-            n["router"], metadata=meta(n["router"], ROUTER_COMPONENT),
+            n["router"], metadata={**meta(n["router"], ROUTER_COMPONENT), "annotations": skip_annotations("image")},
             spec={"replicas": spec.router.min_replicas, "selector": {"matchLabels": selector(spec, ROUTER_COMPONENT)},
                   "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                   "template": proxy_pod(spec)},

@@ -10,6 +10,7 @@ from .api_key import ApiKey
 from .network import NetworkPolicies
 from .node_pool import GpuNodePool, placement
 from .labels import service_labels
+from .namespace import ServiceNamespace
 from .pools import DecodePool, PrefillPool
 from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
 from .router import SCHEDULER_COMPONENT, Router
@@ -21,7 +22,9 @@ class MoEEPService(pulumi.ComponentResource):
     """Everything that serves one model: the API key, its pools of vLLM units (with their
     autoscalers and disruption budgets) and the router in front of them.
 
-    Creates an ApiKey, a PrefillPool when the spec has a ``prefill`` section, always a
+    Creates the namespace first (a ServiceNamespace with Pod Security labels; not with
+    ``create_namespace: false``, where the caller orders the service after the namespace's owner
+    with ``depends_on``), then an ApiKey, a PrefillPool when the spec has a ``prefill`` section, always a
     DecodePool, and a Router; with a ``node_pool`` section first a GpuNodePool, and every vLLM pod
     is placed on it (see ``components.node_pool.placement``). Outputs: ``endpoint`` (URL), ``api_key`` (a secret), the names.
 
@@ -47,7 +50,13 @@ class MoEEPService(pulumi.ComponentResource):
         super().__init__("moe-ep:index:MoEEPService", resource_name, None, opts)
         spec = ServiceSpec.model_validate(spec)
         self.spec = spec
-        child = pulumi.ResourceOptions(parent=self)
+        self.namespace = (
+            ServiceNamespace(f"{spec.name}-namespace", spec, opts=pulumi.ResourceOptions(parent=self))
+            if spec.create_namespace else None
+        )
+        # Everything else waits for the namespace (a child registers only after its parent).
+        first = [self.namespace] if self.namespace else []
+        child = pulumi.ResourceOptions(parent=self, depends_on=first)
         self.api_key = ApiKey(
             f"{spec.name}-api-key", service=spec.name, namespace=spec.namespace, labels=service_labels(spec),
             length=spec.api_key.length, keepers=spec.api_key.keepers, opts=child,
@@ -56,7 +65,7 @@ class MoEEPService(pulumi.ComponentResource):
         self.node_pool = GpuNodePool(f"{spec.name}-gpus", spec, opts=child) if spec.node_pool else None
         # Pods read the key from its Secret, so they wait for it.
         after_key = pulumi.ResourceOptions(
-            parent=self, depends_on=[self.api_key, *([self.node_pool] if self.node_pool else [])]
+            parent=self, depends_on=[*first, self.api_key, *([self.node_pool] if self.node_pool else [])]
         )
         self.prefill = (
             PrefillPool(f"{spec.name}-prefill", spec, placement(spec, "prefill"), opts=after_key) if spec.prefill else None

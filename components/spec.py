@@ -591,6 +591,11 @@ class ServiceSpec(_Model):
 
     name: str = Field(description="DNS-1123 label, at most 40 characters: the prefix of every object.")
     namespace: str = Field(description="Namespace everything is created in.")
+    create_namespace: bool = Field(
+        True,
+        description="Create the namespace, with Pod Security labels (components/namespace.py). Default true; false "
+        "when the platform team (or another service in the same namespace) owns it: then they set those labels.",
+    )
     image: str = Field(min_length=1, description="vLLM image; its tag pins the vLLM version whose flags are emitted.")
     model: ModelSpec
     gpu: GpuSpec

@@ -22,6 +22,9 @@ EXCLUSIVE_TOPOLOGY_ANNOTATION = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 START_BARRIER_IMAGE = "busybox:1.37.0"
 HEALTH_PATH = "/health"
 PROBE_PERIOD_SECONDS = 10
+# Tags are pinned, digests are not: the kubelet resolves the tag at every start (cached layers are
+# reused), so a re-pushed tag cannot leave the ranks of one unit on different images.
+IMAGE_PULL_POLICY = "Always"
 
 
 class DistributedUnitArgs(BaseModel):
@@ -99,6 +102,7 @@ def _start_barrier() -> dict:
     return {
         "name": "start-barrier",
         "image": START_BARRIER_IMAGE,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
         "command": ["/bin/sh", "-c", script],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
         "securityContext": {
@@ -112,7 +116,7 @@ def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
     """The pod template of rank 0 (``leader``) or of the other ranks. Pure."""
     amount = {args.gpu_resource: args.gpus_per_pod, **dict(sorted(args.placement.extra_resources.items()))}
     compute = {"cpu": args.cpu, "memory": args.memory, **amount}
-    container: dict[str, Any] = {"name": "vllm", "image": args.image}
+    container: dict[str, Any] = {"name": "vllm", "image": args.image, "imagePullPolicy": IMAGE_PULL_POLICY}
     if leader:
         container["command"] = list(args.leader_command)
     else:
@@ -131,6 +135,8 @@ def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
     container["securityContext"] = dict(args.placement.security_context)
     container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     spec: dict[str, Any] = {
+        # Privileged containers run unconfined whatever the pod says; every other one gets the runtime's profile.
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         # A Service named like VLLM_PORT would inject VLLM_PORT=tcp://... and crash vLLM.
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,

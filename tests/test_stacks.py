@@ -9,6 +9,7 @@ import sys
 
 import kubernetes_validate
 import pytest
+from kubernetes_validate.utils import SchemaNotFoundError, ValidationError, latest_version, major_minor
 
 from moe_ep import cli, engine, manifests, schemas
 
@@ -97,11 +98,40 @@ def test_render_is_byte_identical(stack, tmp_path):
     assert names[0].startswith("001-")
 
 
-def test_builtin_kinds_are_strictly_valid(stack):
-    for obj in planned(stack).objects:
+# The oldest Kubernetes we support and the newest kubernetes-validate bundles.
+KUBERNETES_VERSIONS = ("1.31", major_minor(latest_version()))
+
+
+def builtin_problems(objects: list[dict], version: str) -> list[str]:
+    """Every built-in object strictly against ``version``'s schema; a kind with no schema is a problem."""
+    problems = []
+    for obj in objects:
         if schemas.is_custom(obj):
             continue
-        kubernetes_validate.validate(obj, "1.31", strict=True)
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except (ValidationError, SchemaNotFoundError) as error:
+            problems.append(f"{obj['kind']}/{obj['metadata'].get('name')}: {error}")
+    return problems
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_builtin_kinds_are_strictly_valid(stack, version):
+    assert builtin_problems(planned(stack).objects, version) == []
+
+
+def test_the_newest_bundled_version_is_newer_than_the_oldest_supported():
+    oldest, newest = (tuple(map(int, v.split("."))) for v in KUBERNETES_VERSIONS)
+    assert newest >= (1, 37) > oldest  # kubernetes-validate 1.37.0 bundles up to 1.37
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_a_builtin_kind_without_a_schema_fails(version):
+    widget = {"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert builtin_problems([widget], version) and "Widget" in builtin_problems([widget], version)[0]
+    typo = json.loads(json.dumps(objects_of(planned("dev"), "Deployment")[0]))
+    typo["spec"]["replicaz"] = 2
+    assert any("replicaz" in p for p in builtin_problems([typo], version))
 
 
 def test_custom_resources_match_their_crds(stack, crd_dir):
