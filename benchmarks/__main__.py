@@ -1,0 +1,125 @@
+"""``python -m benchmarks`` (``make bench``): run the benchmarks, print their tables, write JSON.
+
+Figures, not tests: the exit code is 0 whether or not a target is met (each table says).
+``python -m benchmarks fleet-child STACK_FILE N RUNS`` is the fresh interpreter one fleet size
+runs in (see ``benchmarks.fleet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.spec import SERVICE_KEY, read_stack_config
+from moe_ep import plan as planning
+
+from . import blast_radius, fleet, preview
+
+RATIO_TARGET = 1.25
+LINEAR_TOLERANCE = 1.25
+"""Per-service time at the largest size at most this times that at the smallest multi-service size."""
+
+
+def _service(stack_file: Path) -> dict[str, Any]:
+    return read_stack_config(stack_file)[SERVICE_KEY]
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_preview(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    stacks = sorted(planning.stack_name(p) for p in (root / "stacks").glob("Pulumi.*.yaml"))
+    rows = [preview.measure(root, stack, args.runs, args.command_runs) for stack in stacks]
+    prod = next((r for r in rows if r["stack"] == "prod"), None)
+    print(f"\nPreview wall time (median of {args.runs} in-process builds after the first; "
+          f"`moe-ep preview` subprocess: median of {args.command_runs})")
+    print(_table(
+        ["stack", "resources", "first build s", "median build s", "moe-ep preview s"],
+        [[r["stack"], r["resources"], r["first_seconds"], r["median_seconds"], r.get("command_median_seconds", "-")] for r in rows],
+    ))
+    met = prod is not None and prod["median_seconds"] < preview.TARGET_SECONDS
+    if prod is not None:
+        print(f"target: prod preview < {preview.TARGET_SECONDS} s in-process: {'met' if met else 'MISSED'} "
+              f"({prod['median_seconds']} s)")
+    return {"rows": rows, "target_seconds": preview.TARGET_SECONDS, "target_met": met}
+
+
+def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    stack_file = planning.stack_file(root, args.fleet_stack)
+    rows = []
+    for size in args.fleet_sizes:
+        rows.append(fleet.measure_in_child(stack_file, size, args.fleet_runs))
+        print(f"  fleet of {size}: done", file=sys.stderr, flush=True)
+    shape = fleet.scaling(rows)
+    print(f"\nFleet of {args.fleet_stack}-like services in one program (median of {args.fleet_runs}; "
+          f"bare = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses)")
+    print(_table(
+        ["services", "resources", "moe-ep s", "bare s", "ratio", "moe-ep ms/svc", "bare ms/svc", "peak RSS MB"],
+        [[r["services"], r["resources"], r["moe_ep_seconds"], r["bare_seconds"], r["ratio"], r["moe_ep_ms_per_service"],
+          r["bare_ms_per_service"], r["peak_rss_mb"]] for r in rows],
+    ))
+    worst = max(r["ratio"] for r in rows)
+    linear = shape["moe_ep_per_service_growth"] <= LINEAR_TOLERANCE
+    print(f"target: ratio <= {RATIO_TARGET}: {'met' if worst <= RATIO_TARGET else 'MISSED'} (worst {worst}); "
+          f"linear: per-service time x{shape['moe_ep_per_service_growth']} from {shape['from_services']} to "
+          f"{shape['to_services']} services (bare x{shape['bare_per_service_growth']}): {'met' if linear else 'MISSED'}")
+    return {"rows": rows, "scaling": shape, "ratio_target": RATIO_TARGET, "ratio_target_met": worst <= RATIO_TARGET,
+            "linear_tolerance": LINEAR_TOLERANCE, "linear": linear}
+
+
+def run_blast_radius(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    rows = blast_radius.measure(root / planning.PROGRAM, _service(planning.stack_file(root, args.blast_stack)), args.blast_stack)
+    print(f"\nUpdate blast radius of day-2 changes to the {args.blast_stack} stack")
+    print(_table(
+        ["change", "vLLM pod templates", "objects", "which objects"],
+        [[r["change"], r["pod_templates_changed"], r["objects_changed"], ", ".join(r["objects"])] for r in rows],
+    ))
+    offenders = [r["change"] for r in rows if not r["serving"] and r["pod_templates_changed"]]
+    print(f"target: 0 pod templates for every change not about serving: {'met' if not offenders else 'MISSED: ' + '; '.join(offenders)}")
+    return {"rows": rows, "target_met": not offenders}
+
+
+BENCHMARKS = {"preview": run_preview, "fleet": run_fleet, "blast-radius": run_blast_radius}
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fleet-child"]:
+        stack_file, services, runs = Path(argv[1]), int(argv[2]), int(argv[3])
+        print(json.dumps(fleet.measure(_service(stack_file), services, runs)))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="Run only these (repeatable).")
+    parser.add_argument("--runs", type=int, default=7, help="In-process preview builds per stack. Default 7.")
+    parser.add_argument("--command-runs", type=int, default=3, help="`moe-ep preview` subprocess runs per stack. Default 3.")
+    parser.add_argument("--fleet-sizes", type=_sizes, default=[1, 10, 50, 100], help="Default 1,10,50,100.")
+    parser.add_argument("--fleet-runs", type=int, default=3, help="Timed runs per fleet size and program. Default 3.")
+    parser.add_argument("--fleet-stack", default="prod", help="The service every fleet member copies. Default prod.")
+    parser.add_argument("--blast-stack", default="prod", help="The stack the day-2 changes edit. Default prod.")
+    parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON report. Default out/bench.json.")
+    args = parser.parse_args(argv)
+    root = planning.project_root()
+    report: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    for name in args.only or list(BENCHMARKS):
+        report[name] = BENCHMARKS[name](root, args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nreport: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
