@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -60,20 +61,37 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         rows.append(fleet.measure_in_child(stack_file, size, args.fleet_runs))
         print(f"  fleet of {size}: done", file=sys.stderr, flush=True)
     shape = fleet.scaling(rows)
-    print(f"\nFleet of {args.fleet_stack}-like services in one program (median of {args.fleet_runs}; "
-          f"bare = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses)")
+    print(f"\nFleet of {args.fleet_stack}-like services in one program (median of {args.fleet_runs} runs each)\n"
+          "  core  = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses;\n"
+          "          moe-ep/core is the issue's metric (it includes pulumi-kubernetes' own per-object cost)\n"
+          "  typed = the same registrations through the pulumi-kubernetes/pulumi-random classes moe-ep uses;\n"
+          "          moe-ep/typed is the overhead of moe-ep's components and logic over writing the objects by hand")
     print(_table(
-        ["services", "resources", "moe-ep s", "bare s", "ratio", "moe-ep ms/svc", "bare ms/svc", "peak RSS MB"],
-        [[r["services"], r["resources"], r["moe_ep_seconds"], r["bare_seconds"], r["ratio"], r["moe_ep_ms_per_service"],
-          r["bare_ms_per_service"], r["peak_rss_mb"]] for r in rows],
+        ["services", "resources", "moe-ep s", "core s", "typed s", "moe-ep/core", "moe-ep/typed",
+         "moe-ep ms/svc", "core ms/svc", "typed ms/svc", "peak RSS MB"],
+        [[r["services"], r["resources"], r["moe_ep_seconds"], r["core_seconds"], r["typed_seconds"], r["core_ratio"],
+          r["typed_ratio"], r["moe_ep_ms_per_service"], r["core_ms_per_service"], r["typed_ms_per_service"],
+          r["peak_rss_mb"]] for r in rows],
     ))
-    worst = max(r["ratio"] for r in rows)
+    worst_core = max(r["core_ratio"] for r in rows)
+    worst_typed = max(r["typed_ratio"] for r in rows)
     linear = shape["moe_ep_per_service_growth"] <= LINEAR_TOLERANCE
-    print(f"target: ratio <= {RATIO_TARGET}: {'met' if worst <= RATIO_TARGET else 'MISSED'} (worst {worst}); "
-          f"linear: per-service time x{shape['moe_ep_per_service_growth']} from {shape['from_services']} to "
-          f"{shape['to_services']} services (bare x{shape['bare_per_service_growth']}): {'met' if linear else 'MISSED'}")
-    return {"rows": rows, "scaling": shape, "ratio_target": RATIO_TARGET, "ratio_target_met": worst <= RATIO_TARGET,
-            "linear_tolerance": LINEAR_TOLERANCE, "linear": linear}
+    print(f"target: moe-ep/core <= {RATIO_TARGET}: {'met' if worst_core <= RATIO_TARGET else 'MISSED'} (worst {worst_core}); "
+          f"moe-ep/typed <= {RATIO_TARGET}: {'met' if worst_typed <= RATIO_TARGET else 'MISSED'} (worst {worst_typed})")
+    print(f"linear: per-service time x{shape['moe_ep_per_service_growth']} from {shape['from_services']} to "
+          f"{shape['to_services']} services (core x{shape['core_per_service_growth']}, typed "
+          f"x{shape['typed_per_service_growth']}): {'met' if linear else 'MISSED'}")
+    load = os.getloadavg()
+    print(f"load average after the fleet runs: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)")
+    return {"rows": rows, "scaling": shape, "ratio_target": RATIO_TARGET,
+            "core_ratio_target_met": worst_core <= RATIO_TARGET, "typed_ratio_target_met": worst_typed <= RATIO_TARGET,
+            "ratios": {
+                "core": "moe-ep time / the same registrations through bare pulumi.CustomResource/ComponentResource "
+                        "subclasses (the issue's metric)",
+                "typed": "moe-ep time / the same registrations through the provider SDK classes moe-ep uses "
+                         "(moe-ep's own overhead over hand-written pulumi-kubernetes)",
+            },
+            "linear_tolerance": LINEAR_TOLERANCE, "linear": linear, "load_average": [round(x, 2) for x in load]}
 
 
 def run_blast_radius(root: Path, args: argparse.Namespace) -> dict[str, Any]:

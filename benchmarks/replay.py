@@ -1,10 +1,23 @@
-"""Replay recorded registrations with the bare Pulumi SDK (see ``bare_program.py``)."""
+"""Replay recorded registrations (see ``bare_program.py`` and ``typed_program.py``).
+
+Two ways to register the same objects without moe-ep's components: through bare
+``pulumi.CustomResource`` subclasses (the core SDK, the issue's baseline) and through the provider
+SDK classes moe-ep itself uses (pulumi-kubernetes' typed classes, ``apiextensions.CustomResource``
+for CRD-backed kinds, pulumi-random): writing the same objects by hand.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import importlib
+import re
+from typing import Any, Callable
 
 import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random  # noqa: F401 - registers its resource module, read by provider_class
+from pulumi.runtime.rpc import get_resource_module
+from pulumi_kubernetes import _tables as k8s_tables
 
 from moe_ep.engine import Registration
 
@@ -12,13 +25,13 @@ _queued: list[list[Registration]] = []
 
 
 def hand_over(resources: list[Registration]) -> None:
-    """Queue the registrations the next run of ``bare_program.py`` replays."""
+    """Queue the registrations the next run of a replay program replays."""
     _queued.append(resources)
 
 
 def take() -> list[Registration]:
     if not _queued:
-        raise RuntimeError("bare_program.py runs only after replay.hand_over(registrations)")
+        raise RuntimeError("a replay program runs only after replay.hand_over(registrations)")
     return _queued.pop(0)
 
 
@@ -35,9 +48,52 @@ class _Component(pulumi.ComponentResource):
         super().__init__(type_, name, None, opts)
 
 
-def register(resources: list[Registration]) -> None:
+CustomFactory = Callable[[Registration, pulumi.ResourceOptions], pulumi.CustomResource]
+
+
+def core_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """``r`` through a bare ``pulumi.CustomResource`` subclass: type token and wire inputs as recorded."""
+    return _Custom(r.type, r.name, dict(r.inputs), opts)
+
+
+@functools.cache
+def provider_class(type_: str) -> type[pulumi.CustomResource] | None:
+    """The provider SDK class registering ``type_``, from the SDK's own table of type tokens (the
+    one it rehydrates resource references with); None for a kind it has no class for (a CRD's)."""
+    package, module, _ = type_.split(":")
+    found = get_resource_module(package, module, "")
+    class_name = found.mod_info["classes"].get(type_) if found is not None else None
+    return getattr(importlib.import_module(found.mod_info["fqn"]), class_name) if class_name else None
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def keyword(package: str, prop: str) -> str:
+    """The Python keyword argument of the wire property ``prop``: pulumi-kubernetes' own table
+    (it lists only the names that differ), else the generated SDKs' plain camel-to-snake rule."""
+    if package == "kubernetes":
+        return k8s_tables.CAMEL_TO_SNAKE_CASE_TABLE.get(prop, prop)
+    return _CAMEL.sub("_", prop).lower()
+
+
+def typed_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """``r`` through the provider SDK class of its type, top-level inputs as keyword arguments
+    (nested objects stay wire-form dicts, as moe-ep's components pass them)."""
+    package = r.type.split(":", 1)[0]
+    args = {keyword(package, prop): value for prop, value in r.inputs.items()}
+    cls = provider_class(r.type)
+    if cls is not None:
+        return cls(r.name, opts=opts, **args)
+    if package == "kubernetes":
+        return k8s.apiextensions.CustomResource(r.name, opts=opts, **args)
+    raise ValueError(f"no provider SDK class registers {r.type}")
+
+
+def register(resources: list[Registration], custom: CustomFactory = core_custom) -> None:
     """Register ``resources`` in their recorded order (a parent and a dependency always precede
-    the resources that name them), mapping recorded URNs to the replayed resources."""
+    the resources that name them), custom resources through ``custom``, mapping recorded URNs to
+    the replayed resources."""
     by_urn: dict[str, pulumi.Resource] = {}
     components: list[pulumi.ComponentResource] = []
     for r in resources:
@@ -49,7 +105,7 @@ def register(resources: list[Registration]) -> None:
             delete_before_replace=r.delete_before_replace or None,
         )
         if r.custom:
-            by_urn[r.urn] = _Custom(r.type, r.name, dict(r.inputs), opts)
+            by_urn[r.urn] = custom(r, opts)
         else:
             component = _Component(r.type, r.name, opts)
             by_urn[r.urn] = component

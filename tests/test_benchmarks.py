@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pulumi_kubernetes as k8s
+import pulumi_random
 import pytest
 import yaml
 
 from benchmarks import __main__ as bench
-from benchmarks import blast_radius, fleet, preview
+from benchmarks import blast_radius, fleet, preview, replay
+from moe_ep.engine import Registration
 
 from .conftest import ROOT, planned
 
@@ -35,22 +38,62 @@ def test_day2_changes_not_about_serving_roll_no_vllm_unit():
     ]
 
 
-def test_fleet_and_its_bare_replay_register_the_same_resources():
+def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
     one = len(planned("prod").run.resources)
     run = fleet.run_fleet(prod_service(), 3)
     assert len(run.resources) == 3 * one
     namespaces = {r.inputs["metadata"]["namespace"] for r in run.custom() if "namespace" in (r.inputs.get("metadata") or {})}
     assert namespaces == {"llm-serving-000", "llm-serving-001", "llm-serving-002"}
-    bare = fleet.run_bare(run.resources)
-    assert sorted(fleet.replay.identity(bare.resources), key=repr) == sorted(fleet.replay.identity(run.resources), key=repr)
-    assert not any(r.type.startswith("moe-ep:") and r.custom for r in bare.resources)
+    expected = sorted(replay.identity(run.resources), key=repr)
+    core = fleet.run_bare(run.resources)
+    assert sorted(replay.identity(core.resources), key=repr) == expected
+    assert not any(r.type.startswith("moe-ep:") and r.custom for r in core.resources)
+
+    # The typed replay builds each object with the provider SDK class moe-ep uses for it.
+    built: dict[str, set[type]] = {}
+    typed_custom = replay.typed_custom
+
+    def recording(r, opts):
+        resource = typed_custom(r, opts)
+        built.setdefault(r.type, set()).add(type(resource))
+        return resource
+
+    monkeypatch.setattr(replay, "typed_custom", recording)
+    typed = fleet.run_typed(run.resources)
+    assert sorted(replay.identity(typed.resources), key=repr) == expected
+    assert set(built) == {r.type for r in run.custom()}
+    assert all(len(classes) == 1 for classes in built.values()), built
+    classes = {type_: next(iter(c)) for type_, c in built.items()}
+    assert classes["kubernetes:apps/v1:Deployment"] is k8s.apps.v1.Deployment
+    assert classes["kubernetes:core/v1:NodePatch"] is k8s.core.v1.NodePatch
+    assert classes["kubernetes:core/v1:Secret"] is k8s.core.v1.Secret
+    assert classes["kubernetes:rbac.authorization.k8s.io/v1:Role"] is k8s.rbac.v1.Role
+    assert classes["kubernetes:networking.k8s.io/v1:NetworkPolicy"] is k8s.networking.v1.NetworkPolicy
+    assert classes["kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"] is k8s.apiextensions.CustomResource
+    assert classes["kubernetes:monitoring.coreos.com/v1:PodMonitor"] is k8s.apiextensions.CustomResource
+    assert classes["random:index/randomPassword:RandomPassword"] is pulumi_random.RandomPassword
+    assert all(c.__module__.startswith(("pulumi_kubernetes.", "pulumi_random.")) for c in classes.values()), classes
+
+
+def test_typed_replay_keywords_and_classes():
+    assert replay.keyword("kubernetes", "apiVersion") == "api_version"
+    assert replay.keyword("kubernetes", "automountServiceAccountToken") == "automount_service_account_token"
+    assert replay.keyword("kubernetes", "stringData") == "string_data"
+    assert replay.keyword("kubernetes", "spec") == "spec"
+    assert replay.keyword("random", "overrideSpecial") == "override_special"
+    assert replay.provider_class("kubernetes:policy/v1:PodDisruptionBudget") is k8s.policy.v1.PodDisruptionBudget
+    assert replay.provider_class("kubernetes:inference.networking.k8s.io/v1:InferencePool") is None
+    unknown = Registration(urn="urn:x", type="example:index/thing:Thing", name="t", parent="", custom=True, inputs={})
+    with pytest.raises(ValueError, match="example:index/thing:Thing"):
+        replay.typed_custom(unknown, None)
 
 
 def test_fleet_size_in_a_fresh_interpreter():
     row = fleet.measure_in_child(ROOT / "stacks/Pulumi.prod.yaml", 2, 1)
     assert row["services"] == 2 and row["resources"] == 2 * len(planned("prod").run.resources)
-    assert row["moe_ep_seconds"] > 0 and row["bare_seconds"] > 0 and row["peak_rss_mb"] > 0
-    assert row["ratio"] == pytest.approx(row["moe_ep_seconds"] / row["bare_seconds"], rel=1e-2)
+    assert row["moe_ep_seconds"] > 0 and row["core_seconds"] > 0 and row["typed_seconds"] > 0 and row["peak_rss_mb"] > 0
+    assert row["core_ratio"] == pytest.approx(row["moe_ep_seconds"] / row["core_seconds"], rel=1e-2)
+    assert row["typed_ratio"] == pytest.approx(row["moe_ep_seconds"] / row["typed_seconds"], rel=1e-2)
 
 
 def test_preview_timing_and_the_report(tmp_path, capsys):
