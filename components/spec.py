@@ -8,6 +8,7 @@ so tests call them directly and errors name the exact key path.
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -31,7 +32,8 @@ DEEPEP_BACKENDS = vllm.DEEPEP_BACKENDS
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No inf/NaN: no setting means "unbounded", and JSON (preview --json, manifests) cannot hold them.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def _dns_label(value: str, max_length: int = 63) -> str:
@@ -249,15 +251,19 @@ class UnitSpec(_Model):
             raise ValueError("a network interface name such as eth0 or ib0 (at most 15 characters)")
         return value
 
-    @field_validator("max_surge", "max_unavailable")
+    @field_validator("max_surge", "max_unavailable", mode="before")
     @classmethod
-    def _count_or_percent(cls, value: int | str) -> int | str:
+    def _count_or_percent(cls, value: Any) -> int | str:
+        # Before the int | str union, so a value of another type is one problem at the key, not
+        # one per union member (`max_surge.int`, `max_surge.str`).
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("a non-negative whole number or a percentage such as '25%'")
         if isinstance(value, int):
             if value < 0:
-                raise ValueError("a non-negative number or a percentage such as '25%'")
+                raise ValueError("a non-negative whole number or a percentage such as '25%'")
             return value
         if not re.match(r"^[0-9]{1,3}%$", value):
-            raise ValueError("a non-negative number or a percentage such as '25%'")
+            raise ValueError("a non-negative whole number or a percentage such as '25%'")
         return value
 
 
@@ -649,8 +655,21 @@ class Problem:
     rule: str = "schema"
 
     def render(self, source: str) -> str:
-        shown = "(missing)" if self.value is _MISSING else repr(self.value)
+        shown = "(missing)" if self.value is _MISSING else _SHOWN.repr(self.value)
         return f"{source}: {self.path} = {shown}: expected {self.expected} [{self.rule}]"
+
+
+# A wrong value is quoted, not reproduced: a 20,000-character string or a whole subtree would bury the message.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 120
+_SHOWN.maxlevel = 3
+_PLAIN_KEY = re.compile(r"[^\s.\[\]'\"=]+")
+
+
+def key_step(key: Any) -> str:
+    """One mapping step of a key path: `.key`, or `['key']` for a key that is empty or holds dots,
+    spaces, brackets, quotes or `=` (`labels['app.kubernetes.io/part-of']`)."""
+    return f".{key}" if _PLAIN_KEY.fullmatch(str(key)) else f"[{str(key)!r}]"
 
 
 _MISSING = object()
@@ -810,10 +829,26 @@ class StackError(Exception):
         super().__init__("\n".join(p.render(source) for p in found))
 
 
-def _pydantic_problems(error: ValidationError, prefix: str) -> list[Problem]:
+def _key_path(prefix: str, data: Any, loc: tuple) -> str:
+    """Pydantic's error location as the file spells it, walking the input alongside: `.key` in a
+    mapping (an integer key too), `[i]` in a list; its `[key]` marker (the key itself is wrong)
+    adds no step."""
+    path = prefix
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(data, Mapping):
+            path, data = path + key_step(part), data.get(part)
+        else:
+            path += f"[{part}]" if isinstance(part, int) else key_step(part)
+            data = data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None
+    return path
+
+
+def _pydantic_problems(error: ValidationError, prefix: str, data: Any) -> list[Problem]:
     found = []
     for item in error.errors(include_url=False):
-        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        path = _key_path(prefix, data, item["loc"])
         kind, message = item["type"], item["msg"]
         if kind == "missing":
             found.append(Problem(path, _MISSING, "a value (required key)"))
@@ -832,11 +867,76 @@ def service_from_config(service: Any, source: str) -> ServiceSpec:
     try:
         spec = ServiceSpec.model_validate(service)
     except ValidationError as error:
-        raise StackError(source, _pydantic_problems(error, SERVICE_KEY)) from None
+        raise StackError(source, _pydantic_problems(error, SERVICE_KEY, service)) from None
     found = problems(spec)
     if found:
         raise StackError(source, found)
     return spec
+
+
+class _StackLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads a stack file: an unquoted date stays the string it is written as."""
+
+
+_StackLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_MAX_EXPANDED_VALUES = 1_000_000
+_MAX_EXACT_INT = 2**53
+
+
+def _expanded_size(document: Any) -> int | None:
+    """Values in ``document`` with every YAML alias expanded (capped just above the limit), or None
+    when an alias sits inside its own anchor (a value that contains itself). Memoized per shared
+    node, so an alias bomb costs the size of the file, not of its expansion."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int | None:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in open_nodes:
+            return None
+        if id(node) not in sizes:
+            open_nodes.add(id(node))
+            total = 1
+            for child in node.values() if isinstance(node, dict) else node:
+                inner = size(child)
+                if inner is None:
+                    return None
+                total = min(total + inner, _MAX_EXPANDED_VALUES + 1)
+            open_nodes.discard(id(node))
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    return size(document)
+
+
+def _non_json_values(config: dict[str, Any]) -> list[Problem]:
+    """Values JSON cannot hold (explicit ``!!binary``, ``!!set``, ``!!timestamp`` tags) and integers
+    a float64 cannot hold exactly: Pulumi config values are JSON, its numbers float64, and the
+    program reads them back from there. Each shared node (a YAML alias) is visited once."""
+    found, seen, todo = [], set(), [(str(key), value) for key, value in config.items()]
+    while todo:
+        path, node = todo.pop()
+        if isinstance(node, int) and not isinstance(node, bool) and abs(node) > _MAX_EXACT_INT:
+            found.append(Problem(path, node, "an integer of magnitude at most 2**53 (Pulumi config numbers are float64)", "json-value"))
+            continue
+        if isinstance(node, _JSON_SCALARS) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, _JSON_SCALARS):
+                    found.append(Problem(path + key_step(key), key, "a string as key (Pulumi config values are JSON)", "json-value"))
+                todo.append((path + key_step(key), value))
+        elif isinstance(node, list):
+            todo.extend((f"{path}[{index}]", value) for index, value in enumerate(node))
+        else:
+            found.append(Problem(path, node, "a string, number, boolean, list or mapping (Pulumi config values are JSON)", "json-value"))
+    return sorted(found, key=lambda p: p.path)
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:
@@ -847,11 +947,20 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise StackError(source, [Problem("(file)", source, f"a readable UTF-8 stack file ({error.__class__.__name__}: {getattr(error, 'strerror', None) or error})", "readable")]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StackLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StackError(source, [Problem("(file)", source, f"valid YAML{where}: {getattr(error, 'problem', error)}", "yaml")]) from None
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())  # one line, as every problem
+        raise StackError(source, [Problem("(file)", source, f"valid YAML{where}: {problem}", "yaml")]) from None
+    except RecursionError:
+        raise StackError(source, [Problem("(file)", source, "YAML nested at most a few hundred levels deep", "yaml")]) from None
+    size = _expanded_size(document)
+    if size is None or size > _MAX_EXPANDED_VALUES:
+        raise StackError(source, [Problem(
+            "(file)", source, f"at most {_MAX_EXPANDED_VALUES:,} values with YAML aliases expanded and no alias inside "
+            "its own anchor (the Pulumi CLI rejects such files too)", "yaml-aliases",
+        )])
     if document is None:
         raise StackError(source, [Problem("config", _MISSING, f"a stack file with `config: {{{SERVICE_KEY}: ...}}` (the file is empty)", "non-empty")])
     if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
@@ -863,6 +972,9 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         raise StackError(source, [Problem(k, config[k], f"one of the keys {', '.join(KNOWN_KEYS)}") for k in unknown])
     if SERVICE_KEY not in config:
         raise StackError(source, [Problem(SERVICE_KEY, _MISSING, "the service's settings (required key)")])
+    found = _non_json_values(config)
+    if found:
+        raise StackError(source, found)
     return config
 
 

@@ -14,7 +14,7 @@ from google.protobuf import struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy.policy import EnforcementLevel, _PolicyAnalyzerServicer
 
-from components.spec import POLICY_KEY, Problem, StackError
+from components.spec import POLICY_KEY, Problem, StackError, key_step
 from policies.pack import NAME, VERSION, policies
 from policies.rules import RULES_BY_NAME
 
@@ -41,9 +41,9 @@ def enforcement_levels(config: Mapping[str, Any], source: str) -> dict[str, str]
     found = []
     for rule, level in levels.items():
         if rule not in RULES_BY_NAME:
-            found.append(Problem(f"{at}.{rule}", level, f"a rule name: one of {', '.join(sorted(RULES_BY_NAME))}"))
-        elif level not in _LEVELS:
-            found.append(Problem(f"{at}.{rule}", level, "advisory, mandatory or disabled"))
+            found.append(Problem(at + key_step(rule), level, f"a rule name: one of {', '.join(sorted(RULES_BY_NAME))}"))
+        elif not isinstance(level, str) or level not in _LEVELS:
+            found.append(Problem(at + key_step(rule), level, "advisory, mandatory or disabled"))
     if found:
         raise StackError(source, found)
     return dict(levels)

@@ -7,8 +7,15 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from moe_ep import plan as planning
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) runs 1,000 examples per property and fuzz test; local
+# runs keep hypothesis' default of 100. No deadline: fuzz examples run the whole program.
+settings.register_profile("ci", max_examples=1000, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.split(".")[1] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
