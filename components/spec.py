@@ -52,12 +52,16 @@ def _quantity(value: str) -> str:
 
 
 class ModelSpec(_Model):
-    id: str = Field(min_length=1, description="What vLLM serves: a Hugging Face id or a path in the image.")
+    id: str = Field(
+        min_length=1, max_length=512, pattern=r"^[^\s]+$",
+        description="What vLLM serves: a Hugging Face id or a path in the image (no whitespace).",
+    )
     architecture: str = Field(description="Catalog key of the MoE architecture (components.catalog).")
     dtype: Literal["fp8", "bf16", "int4"] = Field("fp8", description="Weight dtype. Default fp8.")
     max_model_len: int = Field(32768, ge=256, le=4_194_304, description="Context length. Default 32768.")
     served_model_name: str | None = Field(
-        None, min_length=1, description="Name clients send in `model`; default: the model id."
+        None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
+        description="Name clients send in `model` (no whitespace); default: the model id.",
     )
     kv_cache_dtype: Literal["auto", "bf16", "fp8"] = Field(
         "auto", description="KV-cache dtype; `auto` follows the model. Default auto."

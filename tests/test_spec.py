@@ -159,3 +159,11 @@ def test_unknown_keys_and_catalog_keys_are_rejected_with_their_path():
 def test_pool_problems_is_per_role():
     spec = ServiceSpec.model_validate(prod())
     assert pool_problems("decode", spec.decode, spec) == []
+
+
+@pytest.mark.parametrize("key, value", [("id", "deepseek-ai/DeepSeek-R1\nrm"), ("id", "a b"), ("served_model_name", "r1 chat")])
+def test_model_names_are_single_tokens(key, value):
+    s = prod()
+    s["model"][key] = value
+    with pytest.raises(StackError, match=rf"moe-ep:service\.model\.{key}"):
+        service_from_config(s, "x")
