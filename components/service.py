@@ -7,26 +7,28 @@ from typing import Any, Mapping, Optional
 import pulumi
 
 from .api_key import ApiKey
+from .labels import service_labels
+from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
+from .namespace import ServiceNamespace
 from .network import NetworkPolicies
 from .node_pool import GpuNodePool, placement
-from .labels import service_labels
-from .namespace import ServiceNamespace
 from .pools import DecodePool, PrefillPool
-from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
 from .router import SCHEDULER_COMPONENT, Router
 from .router import selector as router_selector
 from .spec import ServiceSpec
 
 
 class MoEEPService(pulumi.ComponentResource):
-    """Everything that serves one model: the API key, its pools of vLLM units (with their
-    autoscalers and disruption budgets) and the router in front of them.
+    """Everything that serves one model, created in this order:
 
-    Creates the namespace first (a ServiceNamespace with Pod Security labels; not with
-    ``create_namespace: false``, where the caller orders the service after the namespace's owner
-    with ``depends_on``), then an ApiKey, a PrefillPool when the spec has a ``prefill`` section, always a
-    DecodePool, and a Router; with a ``node_pool`` section first a GpuNodePool, and every vLLM pod
-    is placed on it (see ``components.node_pool.placement``). Outputs: ``endpoint`` (URL), ``api_key`` (a secret), the names.
+    1. the namespace with its Pod Security labels (``ServiceNamespace``; skipped with
+       ``create_namespace: false``, when the caller orders the service after the namespace's owner);
+    2. the ``ApiKey`` and, with a ``node_pool`` section, the ``GpuNodePool``;
+    3. a ``PrefillPool`` (when the spec has ``prefill``) and a ``DecodePool``, each with its units,
+       autoscaler and disruption budget, every pod placed on the node pool;
+    4. the ``Router``, ``Monitoring`` (unless disabled) and the ``NetworkPolicies``.
+
+    Outputs: ``endpoint`` (URL), ``api_key`` (a secret), and the names of the parts.
 
     Example::
 
