@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 from pydantic import BaseModel
 
 from components import catalog, vllm
@@ -299,7 +299,21 @@ def mutated_stacks(draw) -> dict[str, Any]:
 OUTCOMES: Counter[str] = Counter()
 
 
+def _stack_document(name: str) -> dict[str, Any]:
+    return copy.deepcopy(STACKS[f"Pulumi.{name}.yaml"])
+
+
+def _latest_image() -> dict[str, Any]:
+    document = _stack_document("prod")
+    document["config"]["moe-ep:service"]["image"] = "vllm/vllm-openai:latest"
+    return document
+
+
+# One known input per outcome, so the three-outcome check below never rests on chance alone.
 @_FUZZ
+@example(document=_stack_document("prod"), command="preview")
+@example(document=_latest_image(), command="preview")
+@example(document={"config": {"moe-ep:service": {"name": "Bad_Name"}}}, command="render")
 @given(document=mutated_stacks(), command=st.sampled_from(["preview", "preview", "preview", "render"]))
 def fuzz_mutated_stacks(document: dict[str, Any], command: str) -> None:
     text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
