@@ -79,9 +79,8 @@ def _print_human(plan: planning.Plan) -> None:
     def tree(parent: str, depth: int) -> None:
         for r in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
             meta = r.inputs.get("metadata") if r.custom else None
-            kind = r.inputs.get("kind") or r.type.rsplit(":", 1)[-1]
             where = f" ({meta['namespace']})" if isinstance(meta, dict) and meta.get("namespace") else ""
-            print(f"  {'  ' * depth}+ {kind} {r.name}{where}")
+            print(f"  {'  ' * depth}+ {r.kind} {r.name}{where}")
             tree(r.urn, depth + 1)
 
     known = {r.urn for r in resources}

@@ -38,6 +38,12 @@ class Registration:
     delete_before_replace: bool = False
 
     @property
+    def kind(self) -> str:
+        """A Kubernetes object's kind as its provider type names it (``NodePatch``), else the
+        type's last part (a component's class, ``RandomPassword``)."""
+        return self.type.rsplit(":", 1)[-1]
+
+    @property
     def parent_name(self) -> str:
         return self.parent.rsplit("::", 1)[-1] if self.parent else ""
 

@@ -32,8 +32,8 @@ def is_manifest(resource: Registration) -> bool:
 
 
 def _kind_of(resource: Registration) -> str:
-    kind = resource.inputs.get("kind") or resource.type.rsplit(":", 1)[-1]
-    return kind.removesuffix(_PATCH_SUFFIX) if resource.type.endswith(_PATCH_SUFFIX) else kind
+    # A server-side-apply patch (NodePatch) is applied as the object it patches.
+    return resource.kind.removesuffix(_PATCH_SUFFIX)
 
 
 def _api_version(resource: Registration) -> str:

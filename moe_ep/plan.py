@@ -123,9 +123,8 @@ def resources_view(run: engine.Run) -> list[dict[str, Any]]:
     rows = []
     for r in run.resources:
         meta = r.inputs.get("metadata") or {}
-        kind = (r.inputs.get("kind") or r.type.rsplit(":", 1)[-1]) if r.type.startswith("kubernetes:") else r.type.rsplit(":", 1)[-1]
         rows.append({
-            "type": r.type, "name": r.name, "kind": kind,
+            "type": r.type, "name": r.name, "kind": r.kind,
             "namespace": meta.get("namespace") if isinstance(meta, dict) else None,
             "parent": r.parent_name,
         })

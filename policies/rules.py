@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 from components import catalog, sizing, vllm
 from components.node_pool import SECURITY_TIER_ANNOTATION
-from components.pools import ARCHITECTURE_ANNOTATION, DTYPE_ANNOTATION, GPU_PRODUCT_ANNOTATION
+from components.pools import ARCHITECTURE_ANNOTATION, DTYPE_ANNOTATION, GPU_PRODUCT_ANNOTATION, ROLE_LABEL
+from components.unit import LWS_NAME_LABEL
 
 Enforcement = Literal["advisory", "mandatory", "disabled"]
 
@@ -421,11 +422,11 @@ def _lws_pod_labels(r: Resource) -> list[dict[str, str]]:
     """Labels of the unit's pods, including those LWS adds."""
     name = _get(r.props, "metadata.name") or r.name
     found = []
-    for _, path in (("", "leaderTemplate"), ("", "workerTemplate")):
+    for path in ("leaderTemplate", "workerTemplate"):
         template = _get(r.props, f"spec.leaderWorkerTemplate.{path}")
         if isinstance(template, Mapping):
             labels = dict(_get(template, "metadata.labels") or {})
-            found.append({**labels, "leaderworkerset.sigs.k8s.io/name": name})
+            found.append({**labels, LWS_NAME_LABEL: name})
     return found
 
 
@@ -470,7 +471,7 @@ def kv_connectors_consistent(resources: Sequence[Resource]) -> Iterator[tuple[st
         if unit is None:
             continue
         labels = _get(r.props, "metadata.labels") or {}
-        role = labels.get("moe-ep.io/role")
+        role = labels.get(ROLE_LABEL)
         if role not in ("prefill", "decode"):
             continue
         raw = flag(unit.argv, "--kv-transfer-config")
