@@ -58,20 +58,26 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     stack_file = planning.stack_file(root, args.fleet_stack)
     rows = []
     for size in args.fleet_sizes:
-        rows.append(fleet.measure_in_child(stack_file, size, args.fleet_runs))
+        rows.append(fleet.measure_in_child(stack_file, size, fleet.rounds_for(size, args.fleet_runs)))
         print(f"  fleet of {size}: done", file=sys.stderr, flush=True)
     shape = fleet.scaling(rows)
-    print(f"\nFleet of {args.fleet_stack}-like services in one program (median of {args.fleet_runs} runs each)\n"
+    print(f"\nFleet of {args.fleet_stack}-like services in one program ({args.fleet_runs}+ rounds per size, more for small "
+          "fleets; times are medians, ratios the median of each round's ratio, with their range)\n"
           "  core  = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses;\n"
           "          moe-ep/core is the issue's metric (it includes pulumi-kubernetes' own per-object cost)\n"
           "  typed = the same registrations through the pulumi-kubernetes/pulumi-random classes moe-ep uses;\n"
           "          moe-ep/typed is the overhead of moe-ep's components and logic over writing the objects by hand")
+
+    def ratio(row: dict[str, Any], base: str) -> str:
+        low, high = row[f"{base}_ratio_range"]
+        return f"{row[f'{base}_ratio']} ({low}-{high})"
+
     print(_table(
-        ["services", "resources", "moe-ep s", "core s", "typed s", "moe-ep/core", "moe-ep/typed",
+        ["services", "resources", "rounds", "moe-ep s", "core s", "typed s", "moe-ep/core", "moe-ep/typed",
          "moe-ep ms/svc", "core ms/svc", "typed ms/svc", "peak RSS MB"],
-        [[r["services"], r["resources"], r["moe_ep_seconds"], r["core_seconds"], r["typed_seconds"], r["core_ratio"],
-          r["typed_ratio"], r["moe_ep_ms_per_service"], r["core_ms_per_service"], r["typed_ms_per_service"],
-          r["peak_rss_mb"]] for r in rows],
+        [[r["services"], r["resources"], r["runs"], r["moe_ep_seconds"], r["core_seconds"], r["typed_seconds"],
+          ratio(r, "core"), ratio(r, "typed"), r["moe_ep_ms_per_service"], r["core_ms_per_service"],
+          r["typed_ms_per_service"], r["peak_rss_mb"]] for r in rows],
     ))
     worst_core = max(r["core_ratio"] for r in rows)
     worst_typed = max(r["typed_ratio"] for r in rows)
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="In-process preview builds per stack. Default 7.")
     parser.add_argument("--command-runs", type=int, default=3, help="`moe-ep preview` subprocess runs per stack. Default 3.")
     parser.add_argument("--fleet-sizes", type=_sizes, default=[1, 10, 50, 100], help="Default 1,10,50,100.")
-    parser.add_argument("--fleet-runs", type=int, default=3, help="Timed runs per fleet size and program. Default 3.")
+    parser.add_argument("--fleet-runs", type=int, default=5, help="Rounds per fleet size, at least (small sizes get more). Default 5.")
     parser.add_argument("--fleet-stack", default="prod", help="The service every fleet member copies. Default prod.")
     parser.add_argument("--blast-stack", default="prod", help="The stack the day-2 changes edit. Default prod.")
     parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON report. Default out/bench.json.")

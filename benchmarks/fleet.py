@@ -1,24 +1,24 @@
 """The fleet benchmark: N prod-like services in one program, against two baselines.
 
 Each size runs in a fresh interpreter (``python -m benchmarks fleet-child N``) so its peak RSS is
-its own. In that interpreter every program first runs once at N=1 (imports and first-use caches
-are paid there, not in the figures), then in turn ``runs`` times each, all through
+its own. There the three programs run in rounds (see :func:`measure`), all through
 ``moe_ep.engine.run_program``:
 
 - the fleet program (``fleet_program.py``, moe-ep's components);
 - core: ``bare_program.py``, the same registrations through bare ``pulumi.CustomResource``/
   ``ComponentResource`` subclasses. moe-ep / core is the issue's metric (target <= 1.25); it
-  includes pulumi-kubernetes' own per-object cost (aliases, an output per declared property,
+  includes pulumi-kubernetes' own per-object cost (typed outputs, an output per declared property,
   option merging), which moe-ep pays by using the provider SDK at all;
 - typed: ``typed_program.py``, the same registrations through the provider SDK classes moe-ep uses.
   moe-ep / typed is the overhead of moe-ep's components and logic over writing the same objects
   by hand with pulumi-kubernetes.
 
-Ratios are of medians. Both replays are checked to register exactly what the fleet did.
+Both replays are checked to register exactly what the fleet does.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import statistics
@@ -58,12 +58,9 @@ def run_typed(resources: list[engine.Registration]) -> engine.Run:
     return engine.run_program(TYPED_PROGRAM, {}, STACK)
 
 
-def _check_replay(which: str, replayed: engine.Run, fleet: engine.Run) -> None:
-    if sorted(replay.identity(replayed.resources), key=repr) != sorted(replay.identity(fleet.resources), key=repr):
-        raise AssertionError(f"the {which} replay registered something other than the fleet did")
-
-
 def _timed(action) -> tuple[float, Any]:
+    # Every run starts from a collected heap, so none pays for the garbage of the one before.
+    gc.collect()
     start = time.perf_counter()
     result = action()
     return time.perf_counter() - start, result
@@ -73,44 +70,69 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+PROGRAMS = ("moe_ep", "core", "typed")
+ORDERS = tuple(PROGRAMS[i:] + PROGRAMS[:i] for i in range(len(PROGRAMS)))
+"""Round k runs the programs in ORDERS[k % 3], so none always runs first or after the same one."""
+
+
+def rounds_for(services: int, runs: int) -> int:
+    """Rounds for a fleet of ``services``: at least ``runs``, and about 100 services' worth for
+    small fleets, whose runs are short enough for the machine's noise to swamp a single one."""
+    return max(runs, -(-100 // services))
+
+
 def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]:
-    """One size, in this interpreter: warm-up at N=1, then ``runs`` rounds of fleet, core replay,
-    typed replay. Each replay is checked against the fleet (same URNs, types, parents, inputs,
-    options), so the baselines register exactly what moe-ep did."""
+    """One size, in this interpreter. Warm-up: each program once at N=1 (imports and first-use
+    caches are paid there), then one untimed fleet run of this size whose registrations the replays
+    register. Then ``runs`` rounds of the three programs in rotating order;
+    every timed fleet run must register exactly the reference (determinism), and every replay is
+    checked against it (same URNs, types, parents, inputs, options), so the baselines register
+    exactly what moe-ep does.
+
+    Ratios are the median of the per-round ratios: the runs of one round are seconds apart and
+    share the machine's state, so a slow stretch of the machine slows all three alike."""
     warm = run_fleet(service, 1)
     run_bare(warm.resources)
     run_typed(warm.resources)
+    del warm
     rss_before = _peak_rss_mb()
-    fleet_times, core_times, typed_times = [], [], []
-    fleet = None
-    for _ in range(runs):
-        seconds, fleet = _timed(lambda: run_fleet(service, services))
-        fleet_times.append(seconds)
-        rss_fleet = _peak_rss_mb()  # the fleet's peak: read before any replay of this size
-        seconds, core = _timed(lambda: run_bare(fleet.resources))
-        core_times.append(seconds)
-        _check_replay("core", core, fleet)
-        seconds, typed = _timed(lambda: run_typed(fleet.resources))
-        typed_times.append(seconds)
-        _check_replay("typed", typed, fleet)
-    assert fleet is not None
-    fleet_s, core_s, typed_s = (statistics.median(t) for t in (fleet_times, core_times, typed_times))
+    reference = run_fleet(service, services)
+    rss_fleet = _peak_rss_mb()  # the fleet's peak, before any replay of this size
+    expected = sorted(replay.identity(reference.resources), key=repr)
+    programs = {
+        "moe_ep": lambda: run_fleet(service, services),
+        "core": lambda: run_bare(reference.resources),
+        "typed": lambda: run_typed(reference.resources),
+    }
+    times: dict[str, list[float]] = {name: [] for name in PROGRAMS}
+    for round_ in range(runs):
+        for name in ORDERS[round_ % len(ORDERS)]:
+            seconds, run = _timed(programs[name])
+            times[name].append(seconds)
+            if sorted(replay.identity(run.resources), key=repr) != expected:
+                raise AssertionError(f"{name} registered something other than the reference fleet run did")
+            del run
+    median = {name: statistics.median(t) for name, t in times.items()}
+    paired = {base: [m / b for m, b in zip(times["moe_ep"], times[base])] for base in ("core", "typed")}
+    kubernetes_objects = sum(1 for r in reference.resources if r.custom and r.type.startswith("kubernetes:"))
     return {
         "services": services,
-        "resources": len(fleet.resources),
-        "kubernetes_objects": sum(1 for r in fleet.resources if r.custom and r.type.startswith("kubernetes:")),
-        "runs": runs,
-        "moe_ep_seconds": round(fleet_s, 4),
-        "core_seconds": round(core_s, 4),
-        "typed_seconds": round(typed_s, 4),
-        "core_ratio": round(fleet_s / core_s, 3),
-        "typed_ratio": round(fleet_s / typed_s, 3),
-        "moe_ep_ms_per_service": round(1000 * fleet_s / services, 2),
-        "core_ms_per_service": round(1000 * core_s / services, 2),
-        "typed_ms_per_service": round(1000 * typed_s / services, 2),
-        "moe_ep_seconds_all": [round(t, 4) for t in fleet_times],
-        "core_seconds_all": [round(t, 4) for t in core_times],
-        "typed_seconds_all": [round(t, 4) for t in typed_times],
+        "resources": len(reference.resources),
+        "kubernetes_objects": kubernetes_objects,
+        "runs": len(times["moe_ep"]),
+        "moe_ep_seconds": round(median["moe_ep"], 4),
+        "core_seconds": round(median["core"], 4),
+        "typed_seconds": round(median["typed"], 4),
+        "core_ratio": round(statistics.median(paired["core"]), 3),
+        "typed_ratio": round(statistics.median(paired["typed"]), 3),
+        "core_ratio_range": [round(min(paired["core"]), 3), round(max(paired["core"]), 3)],
+        "typed_ratio_range": [round(min(paired["typed"]), 3), round(max(paired["typed"]), 3)],
+        "moe_ep_ms_per_service": round(1000 * median["moe_ep"] / services, 2),
+        "core_ms_per_service": round(1000 * median["core"] / services, 2),
+        "typed_ms_per_service": round(1000 * median["typed"] / services, 2),
+        "moe_ep_seconds_all": [round(t, 4) for t in times["moe_ep"]],
+        "core_seconds_all": [round(t, 4) for t in times["core"]],
+        "typed_seconds_all": [round(t, 4) for t in times["typed"]],
         "peak_rss_mb": round(rss_fleet, 1),
         "rss_after_warmup_mb": round(rss_before, 1),
     }

@@ -19,6 +19,7 @@ import pulumi_random  # noqa: F401 - registers its resource module, read by prov
 from pulumi.runtime.rpc import get_resource_module
 from pulumi_kubernetes import _tables as k8s_tables
 
+from components.api_versions import without_older_api_versions
 from moe_ep.engine import Registration
 
 _queued: list[list[Registration]] = []
@@ -79,7 +80,9 @@ def keyword(package: str, prop: str) -> str:
 
 def typed_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """``r`` through the provider SDK class of its type, top-level inputs as keyword arguments
-    (nested objects stay wire-form dicts, as moe-ep's components pass them)."""
+    (nested objects stay wire-form dicts, as moe-ep's components pass them), without the class's
+    aliases to older API versions, as moe-ep registers them (``components.api_versions``)."""
+    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[without_older_api_versions]))
     package = r.type.split(":", 1)[0]
     args = {keyword(package, prop): value for prop, value in r.inputs.items()}
     cls = provider_class(r.type)
@@ -116,8 +119,10 @@ def register(resources: list[Registration], custom: CustomFactory = core_custom)
 
 
 def identity(resources: list[Registration]) -> list[tuple[Any, ...]]:
-    """What must match between a run and its replay: type, name, parent, inputs, options."""
+    """What must match between a run and its replay: type, name, parent, inputs, options (aliases
+    included: the replays send none, so a run that sent any would not match)."""
     return [
-        (r.urn, r.type, r.name, r.parent, r.custom, r.inputs, r.ignore_changes, r.dependencies, r.protect, r.delete_before_replace)
+        (r.urn, r.type, r.name, r.parent, r.custom, r.inputs, r.ignore_changes, r.dependencies, r.protect,
+         r.delete_before_replace, r.aliases)
         for r in resources
     ]

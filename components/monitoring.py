@@ -32,6 +32,7 @@ from grafana_foundation_sdk.models import dashboard as gmodel
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import sizing, vllm
+from .api_versions import component_options
 from .labels import service_labels
 from .pools import ROLE_LABEL, pool_labels
 from .spec import ServiceSpec
@@ -403,7 +404,7 @@ class Monitoring(pulumi.ComponentResource):
         args: MonitoringArgs | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:Monitoring", resource_name, None, opts)
+        super().__init__("moe-ep:index:Monitoring", resource_name, None, component_options(opts))
         args = MonitoringArgs.model_validate(args)
         spec = args.service
         child = pulumi.ResourceOptions(parent=self)

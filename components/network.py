@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import router, vllm
+from .api_versions import component_options
 from .labels import component_labels
 from .spec import ServiceSpec
 
@@ -92,7 +93,7 @@ class NetworkPolicies(pulumi.ComponentResource):
         spec: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:NetworkPolicies", resource_name, None, opts)
+        super().__init__("moe-ep:index:NetworkPolicies", resource_name, None, component_options(opts))
         spec = ServiceSpec.model_validate(spec)
         for name, policy in network_policies(spec).items():
             k8s.networking.v1.NetworkPolicy(

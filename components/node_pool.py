@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .api_versions import component_options
 from .placement import GPU_TAINT_KEY, RESTRICTED_CONTAINER, Placement, device_container
 from .labels import service_labels
 from .spec import DEEPEP_BACKENDS, NodePoolSpec, ServiceSpec, capacity
@@ -217,7 +218,7 @@ class GpuNodePool(pulumi.ComponentResource):
         service: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:GpuNodePool", resource_name, None, opts)
+        super().__init__("moe-ep:index:GpuNodePool", resource_name, None, component_options(opts))
         spec = ServiceSpec.model_validate(service)
         if spec.node_pool is None:
             raise ValueError(f"service {spec.name!r} has no node_pool section")

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import autoscaling, sizing, vllm
+from .api_versions import component_options
 from .disruption import unit_pdb_spec
 from .labels import component_labels
 from .placement import Placement
@@ -90,7 +91,7 @@ class ServingPool(pulumi.ComponentResource):
         placement: Placement | None = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__(f"moe-ep:index:{type(self).__name__}", resource_name, None, opts)
+        super().__init__(f"moe-ep:index:{type(self).__name__}", resource_name, None, component_options(opts))
         spec = ServiceSpec.model_validate(service)
         if self.role not in spec.pools():
             raise ValueError(f"service {spec.name!r} has no {self.role} pool")

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from . import vllm
+from .api_versions import component_options
 from .disruption import pdb_spec
 from .labels import component_labels
 from .scanning import skip_annotations
@@ -77,6 +78,12 @@ def serving_selector(spec: ServiceSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "moe-ep", LWS_WORKER_INDEX_LABEL: "0"}
 
 
+def config_yaml(document: dict[str, Any]) -> str:
+    """A config file's text, keys in the order written. libyaml's emitter (PyYAML's wheels bundle
+    it) writes the same text as the pure-Python one, five times faster."""
+    return yaml.dump(document, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
 # --- llm-d pieces (pure) -----------------------------------------------------------------------
 
 
@@ -110,7 +117,7 @@ def scheduler_config(spec: ServiceSpec) -> str:
             {"name": "decode", "plugins": [{"pluginRef": "decode-filter"}, *scorers]},
         ],
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return config_yaml(config)
 
 
 def routing_sidecar(spec: ServiceSpec) -> dict[str, Any]:
@@ -301,7 +308,7 @@ def envoy_config(spec: ServiceSpec) -> str:
             "clusters": clusters,
         },
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return config_yaml(config)
 
 
 def _dns_endpoint(cluster: str, host: str, port: int) -> dict[str, Any]:
@@ -385,7 +392,7 @@ class Router(pulumi.ComponentResource):
         spec: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:Router", resource_name, None, opts)
+        super().__init__("moe-ep:index:Router", resource_name, None, component_options(opts))
         spec = ServiceSpec.model_validate(spec)
         n, ns = names(spec), spec.namespace
         child = pulumi.ResourceOptions(parent=self)

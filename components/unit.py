@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
+from .api_versions import component_options
 from .placement import Placement
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
@@ -226,7 +227,7 @@ class DistributedUnit(pulumi.ComponentResource):
         args: DistributedUnitArgs | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:DistributedUnit", resource_name, None, opts)
+        super().__init__("moe-ep:index:DistributedUnit", resource_name, None, component_options(opts))
         args = DistributedUnitArgs.model_validate(args)
         child = pulumi.ResourceOptions(parent=self)
         self.args = args

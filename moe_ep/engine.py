@@ -7,15 +7,18 @@ what ``pulumi up`` would send to the providers.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 
 PROJECT = "moe-ep"
@@ -36,6 +39,8 @@ class Registration:
     dependencies: tuple[str, ...] = ()
     protect: bool = False
     delete_before_replace: bool = False
+    aliases: tuple[str, ...] = ()
+    """Each alias sent with the registration, as compact JSON of its wire form."""
 
     @property
     def kind(self) -> str:
@@ -104,8 +109,13 @@ class _RecordingMonitor(mocks.MockMonitor):
                 dependencies=tuple(sorted(request.dependencies)),
                 protect=bool(request.protect),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                aliases=tuple(_alias_text(alias) for alias in request.aliases),
             ))
         return response
+
+
+def _alias_text(alias: Any) -> str:
+    return json.dumps(json_format.MessageToDict(alias), sort_keys=True, separators=(",", ":"))
 
 
 _SECRET_SIG = pulumi.runtime.rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret
@@ -150,5 +160,30 @@ def run_program(program: Path, config: dict[str, Any], stack: str, project: str 
             sys.path.remove(str(program.parent))
         return pulumi.Output.from_input(_exports())
 
-    _main()
+    with _young_collections_every(YOUNG_GENERATION_THRESHOLD):
+        try:
+            _main()
+        finally:
+            # Nothing of the finished run stays reachable from the SDK's globals (its root stack,
+            # outputs and monitor), so the next run's garbage collections do not rescan it.
+            settings.reset_options()
     return run
+
+
+YOUNG_GENERATION_THRESHOLD = 10_000
+"""Allocations between young-generation garbage collections while a program runs (CPython's
+default is 700). The SDK allocates a web of futures, tasks and outputs per resource that lives
+until the program ends; at the default, collections promote it early and the full collections
+that follow rescan everything registered so far, so the run time per resource grew with the
+stack's size (the fleet benchmark: about x1.3 per service from 10 to 50 services, the bare SDK
+as much as moe-ep). At 10,000 it stays flat, for about 5% more peak memory."""
+
+
+@contextlib.contextmanager
+def _young_collections_every(allocations: int) -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(allocations, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

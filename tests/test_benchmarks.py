@@ -4,6 +4,7 @@ changes that are not about a pool's own serving change no vLLM pod template."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pulumi_kubernetes as k8s
 import pulumi_random
@@ -89,11 +90,18 @@ def test_typed_replay_keywords_and_classes():
 
 
 def test_fleet_size_in_a_fresh_interpreter():
-    row = fleet.measure_in_child(ROOT / "stacks/Pulumi.prod.yaml", 2, 1)
-    assert row["services"] == 2 and row["resources"] == 2 * len(planned("prod").run.resources)
+    row = fleet.measure_in_child(ROOT / "stacks/Pulumi.prod.yaml", 2, 3)
+    assert row["services"] == 2 and row["resources"] == 2 * len(planned("prod").run.resources) and row["runs"] == 3
     assert row["moe_ep_seconds"] > 0 and row["core_seconds"] > 0 and row["typed_seconds"] > 0 and row["peak_rss_mb"] > 0
-    assert row["core_ratio"] == pytest.approx(row["moe_ep_seconds"] / row["core_seconds"], rel=1e-2)
-    assert row["typed_ratio"] == pytest.approx(row["moe_ep_seconds"] / row["typed_seconds"], rel=1e-2)
+    for base in ("core", "typed"):
+        per_round = [m / b for m, b in zip(row["moe_ep_seconds_all"], row[f"{base}_seconds_all"])]
+        assert row[f"{base}_ratio"] == pytest.approx(statistics.median(per_round), rel=1e-2)
+        assert row[f"{base}_ratio_range"] == pytest.approx([min(per_round), max(per_round)], rel=1e-2)
+
+
+def test_small_fleets_get_more_rounds():
+    assert [fleet.rounds_for(n, 5) for n in (1, 10, 50, 100)] == [100, 10, 5, 5]
+    assert fleet.ORDERS == (("moe_ep", "core", "typed"), ("core", "typed", "moe_ep"), ("typed", "moe_ep", "core"))
 
 
 def test_preview_timing_and_the_report(tmp_path, capsys):

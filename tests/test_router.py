@@ -174,3 +174,13 @@ def test_llm_d_mode_needs_a_prefill_pool():
     with pytest.raises(StackError, match=r"router\.mode"):
         service_from_config(svc, "dev")
     assert router.endpoint(ServiceSpec.model_validate(service("dev"))) == "http://qwen3-30b-router.llm-dev.svc.cluster.local"
+
+
+def test_config_files_read_as_the_pure_python_emitter_writes_them(stack):
+    """The router's config files come from libyaml's emitter; the pure-Python one writes the same
+    text, so the rendered ConfigMaps do not depend on which PyYAML build is installed."""
+    files = [(name, text) for o in objects_of(planned(stack), "ConfigMap") if o["metadata"]["name"].endswith(("-router", "-scheduler"))
+             for name, text in o["data"].items() if name.endswith(".yaml")]
+    assert files
+    for name, text in files:
+        assert yaml.dump(yaml.safe_load(text), Dumper=yaml.SafeDumper, sort_keys=False) == text, name
