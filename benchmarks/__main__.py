@@ -86,7 +86,8 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
           f"moe-ep/typed <= {RATIO_TARGET}: {'met' if worst_typed <= RATIO_TARGET else 'MISSED'} (worst {worst_typed})")
     print(f"linear: per-service time x{shape['moe_ep_per_service_growth']} from {shape['from_services']} to "
           f"{shape['to_services']} services (core x{shape['core_per_service_growth']}, typed "
-          f"x{shape['typed_per_service_growth']}): {'met' if linear else 'MISSED'}")
+          f"x{shape['typed_per_service_growth']}): {'met' if linear else 'MISSED'}; relative to the bare SDK's own "
+          f"growth x{shape['growth_over_core']}")
     load = os.getloadavg()
     print(f"load average after the fleet runs: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)")
     return {"rows": rows, "scaling": shape, "ratio_target": RATIO_TARGET,

@@ -151,13 +151,17 @@ def measure_in_child(stack_file: Path, services: int, runs: int) -> dict[str, An
 
 def scaling(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Linear when the per-service time stays flat: the largest size's per-service time over the
-    smallest multi-service size's (1.0 = perfectly linear)."""
+    smallest multi-service size's (1.0 = perfectly linear), and that growth over the bare SDK's
+    (1.0 = moe-ep scales exactly as the SDK does under it)."""
     multi = [r for r in rows if r["services"] > 1] or rows
     first, last = multi[0], multi[-1]
     return {
         "moe_ep_per_service_growth": round(last["moe_ep_ms_per_service"] / first["moe_ep_ms_per_service"], 3),
         "core_per_service_growth": round(last["core_ms_per_service"] / first["core_ms_per_service"], 3),
         "typed_per_service_growth": round(last["typed_ms_per_service"] / first["typed_ms_per_service"], 3),
+        "growth_over_core": round(
+            (last["moe_ep_ms_per_service"] / first["moe_ep_ms_per_service"])
+            / (last["core_ms_per_service"] / first["core_ms_per_service"]), 3),
         "from_services": first["services"],
         "to_services": last["services"],
     }
