@@ -160,30 +160,27 @@ def run_program(program: Path, config: dict[str, Any], stack: str, project: str 
             sys.path.remove(str(program.parent))
         return pulumi.Output.from_input(_exports())
 
-    with _young_collections_every(YOUNG_GENERATION_THRESHOLD):
+    with _cyclic_collection_paused():
         try:
             _main()
         finally:
             # Nothing of the finished run stays reachable from the SDK's globals (its root stack,
-            # outputs and monitor), so the next run's garbage collections do not rescan it.
+            # outputs and monitor), so the first collection after the run frees all of it.
             settings.reset_options()
     return run
 
 
-YOUNG_GENERATION_THRESHOLD = 10_000
-"""Allocations between young-generation garbage collections while a program runs (CPython's
-default is 700). The SDK allocates a web of futures, tasks and outputs per resource that lives
-until the program ends; at the default, collections promote it early and later ones rescan it:
-collection was about 45% of a 50-service fleet run (``make bench``) and the time per service grew
-with the stack. At 10,000 it is under 10% of a 10-service run and about 20% of a 100-service
-one, and a 50-service run takes about a quarter less time, for the bare SDK as for moe-ep."""
-
-
 @contextlib.contextmanager
-def _young_collections_every(allocations: int) -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(allocations, *before[1:])
+def _cyclic_collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a program runs; reference counting still frees
+    everything acyclic. The SDK builds a web of futures, tasks and outputs per resource that lives
+    until the run ends, so collections during the run find little and rescan an ever larger heap:
+    with CPython's default thresholds they were about 45% of a 50-service fleet run, and the time
+    per service grew with the stack. Paused, the run's cycles are collected once, after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        if was_enabled:
+            gc.enable()
