@@ -174,9 +174,10 @@ def run_program(program: Path, config: dict[str, Any], stack: str, project: str 
 def _cyclic_collection_paused() -> Iterator[None]:
     """No cyclic garbage collection while a program runs; reference counting still frees
     everything acyclic. The SDK builds a web of futures, tasks and outputs per resource that lives
-    until the run ends, so collections during the run find little and rescan an ever larger heap:
-    with CPython's default thresholds they were about 45% of a 50-service fleet run, and the time
-    per service grew with the stack. Paused, the run's cycles are collected once, after it."""
+    until the run ends, so collections during the run find little and rescan an ever larger heap.
+    Collecting the young generation every 10,000 allocations, a fleet's time per service grew
+    x1.3 from 10 to 100 services (``make bench``); paused, x0.95-1.01, for a peak RSS of about
+    400 MB at 100 services either way. The run's cycles are collected once, after it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
