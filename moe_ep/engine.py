@@ -177,8 +177,8 @@ def _cyclic_collection_paused() -> Iterator[None]:
     until the run ends, so collections during the run find little and rescan an ever larger heap.
     Collecting the young generation every 10,000 allocations, a fleet's time per service grew
     x1.3 from 10 to 100 services (``make bench``); paused, x0.95-1.12 in three runs (the bare
-    SDK under the same engine: x0.94-0.97), for a peak RSS of about
-    400 MB at 100 services either way. The run's cycles are collected once, after it."""
+    SDK under the same engine: x0.94-0.97), for a peak RSS of about 400 MB at 100 services
+    either way. The run's cycles are collected once, after it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
