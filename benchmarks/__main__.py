@@ -62,28 +62,36 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         print(f"  fleet of {size}: done", file=sys.stderr, flush=True)
     shape = fleet.scaling(rows)
     print(f"\nFleet of {args.fleet_stack}-like services in one program ({args.fleet_runs}+ rounds per size, more for small "
-          "fleets; times are medians, ratios the median of each round's ratio, with their range)\n"
+          "fleets; times are medians, ratios the median of each round's ratio with its distribution-free "
+          f"{fleet.MEDIAN_CONFIDENCE:.0%} confidence interval)\n"
           "  core  = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses;\n"
           "          moe-ep/core is the issue's metric (it includes pulumi-kubernetes' own per-object cost)\n"
           "  typed = the same registrations through the pulumi-kubernetes/pulumi-random classes moe-ep uses;\n"
-          "          moe-ep/typed is the overhead of moe-ep's components and logic over writing the objects by hand")
+          "          moe-ep/typed is the overhead of moe-ep's components and logic over writing the objects by hand,\n"
+          "          typed/core the provider SDK classes' own cost (moe-ep/core is about their product)")
 
-    def ratio(row: dict[str, Any], base: str) -> str:
-        low, high = row[f"{base}_ratio_range"]
-        return f"{row[f'{base}_ratio']} ({low}-{high})"
+    def ratio(row: dict[str, Any], name: str) -> str:
+        low, high, _ = row[f"{name}_ratio_interval"]
+        return f"{row[f'{name}_ratio']} ({low}-{high})"
 
     print(_table(
         ["services", "resources", "rounds", "moe-ep s", "core s", "typed s", "moe-ep/core", "moe-ep/typed",
-         "moe-ep ms/svc", "core ms/svc", "typed ms/svc", "peak RSS MB"],
+         "typed/core", "moe-ep ms/svc", "core ms/svc", "typed ms/svc", "peak RSS MB"],
         [[r["services"], r["resources"], r["runs"], r["moe_ep_seconds"], r["core_seconds"], r["typed_seconds"],
-          ratio(r, "core"), ratio(r, "typed"), r["moe_ep_ms_per_service"], r["core_ms_per_service"],
-          r["typed_ms_per_service"], r["peak_rss_mb"]] for r in rows],
+          ratio(r, "core"), ratio(r, "typed"), ratio(r, "typed_over_core"), r["moe_ep_ms_per_service"],
+          r["core_ms_per_service"], r["typed_ms_per_service"], r["peak_rss_mb"]] for r in rows],
     ))
     worst_core = max(r["core_ratio"] for r in rows)
     worst_typed = max(r["typed_ratio"] for r in rows)
     linear = shape["moe_ep_per_service_growth"] <= LINEAR_TOLERANCE
-    print(f"target: moe-ep/core <= {RATIO_TARGET}: {'met' if worst_core <= RATIO_TARGET else 'MISSED'} (worst {worst_core}); "
-          f"moe-ep/typed <= {RATIO_TARGET}: {'met' if worst_typed <= RATIO_TARGET else 'MISSED'} (worst {worst_typed})")
+
+    def verdict(base: str, worst: float) -> str:
+        # The median decides; the highest interval bound says how close the noise comes to the target.
+        upper = max(r[f"{base}_ratio_interval"][1] for r in rows)
+        return (f"moe-ep/{base} <= {RATIO_TARGET}: {'met' if worst <= RATIO_TARGET else 'MISSED'} "
+                f"(worst median {worst}, highest interval bound {upper})")
+
+    print(f"target: {verdict('core', worst_core)}; {verdict('typed', worst_typed)}")
     print(f"linear: per-service time x{shape['moe_ep_per_service_growth']} from {shape['from_services']} to "
           f"{shape['to_services']} services (core x{shape['core_per_service_growth']}, typed "
           f"x{shape['typed_per_service_growth']}): {'met' if linear else 'MISSED'}; relative to the bare SDK's own "
@@ -131,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="In-process preview builds per stack. Default 7.")
     parser.add_argument("--command-runs", type=int, default=3, help="`moe-ep preview` subprocess runs per stack. Default 3.")
     parser.add_argument("--fleet-sizes", type=_sizes, default=[1, 10, 50, 100], help="Default 1,10,50,100.")
-    parser.add_argument("--fleet-runs", type=int, default=5, help="Rounds per fleet size, at least (small sizes get more). Default 5.")
+    parser.add_argument("--fleet-runs", type=int, default=9,
+                        help="Rounds per fleet size, at least (small sizes get more). Default 9: the fewest whose "
+                             "median's 95%% interval leaves out the two extreme rounds.")
     parser.add_argument("--fleet-stack", default="prod", help="The service every fleet member copies. Default prod.")
     parser.add_argument("--blast-stack", default="prod", help="The stack the day-2 changes edit. Default prod.")
     parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON report. Default out/bench.json.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -81,6 +82,26 @@ def rounds_for(services: int, runs: int) -> int:
     return max(runs, -(-100 // services))
 
 
+MEDIAN_CONFIDENCE = 0.95
+
+
+def median_interval(values: list[float], confidence: float = MEDIAN_CONFIDENCE) -> tuple[float, float, float]:
+    """A distribution-free confidence interval for the median of the population ``values`` were
+    drawn from: the order statistics x(k) and x(n+1-k), k as large as keeps their coverage (the
+    count of values below the median is Binomial(n, 1/2)) at least ``confidence``. Returns
+    (low, high, coverage); with too few values for ``confidence`` (n < 6 at 95%) that is
+    (min, max) and a coverage below it."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no values")
+    k, below = 1, 1 / 2**n  # below = P(Binomial(n, 1/2) < k)
+    while k < n // 2 and 1 - 2 * (below + math.comb(n, k) / 2**n) >= confidence:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    return ordered[k - 1], ordered[n - k], max(0.0, 1 - 2 * below)
+
+
 def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]:
     """One size, in this interpreter. Warm-up: each program once at N=1 (imports and first-use
     caches are paid there), then one untimed fleet run of this size whose registrations the replays
@@ -90,7 +111,8 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
     exactly what moe-ep does.
 
     Ratios are the median of the per-round ratios: the runs of one round are seconds apart and
-    share the machine's state, so a slow stretch of the machine slows all three alike."""
+    share the machine's state, so a slow stretch of the machine slows all three alike. Each comes
+    with :func:`median_interval`, which says how far this VM's noise leaves the median uncertain."""
     warm = run_fleet(service, 1)
     run_bare(warm.resources)
     run_typed(warm.resources)
@@ -114,6 +136,7 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
             del run
     median = {name: statistics.median(t) for name, t in times.items()}
     paired = {base: [m / b for m, b in zip(times["moe_ep"], times[base])] for base in ("core", "typed")}
+    provider_sdk = [t / c for t, c in zip(times["typed"], times["core"])]
     kubernetes_objects = sum(1 for r in reference.resources if r.custom and r.type.startswith("kubernetes:"))
     return {
         "services": services,
@@ -127,6 +150,10 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
         "typed_ratio": round(statistics.median(paired["typed"]), 3),
         "core_ratio_range": [round(min(paired["core"]), 3), round(max(paired["core"]), 3)],
         "typed_ratio_range": [round(min(paired["typed"]), 3), round(max(paired["typed"]), 3)],
+        **{f"{base}_ratio_interval": [round(x, 3) for x in median_interval(paired[base])] for base in ("core", "typed")},
+        # pulumi-kubernetes' own share: moe-ep/core is about (moe-ep/typed) x (typed/core).
+        "typed_over_core_ratio": round(statistics.median(provider_sdk), 3),
+        "typed_over_core_ratio_interval": [round(x, 3) for x in median_interval(provider_sdk)],
         "moe_ep_ms_per_service": round(1000 * median["moe_ep"] / services, 2),
         "core_ms_per_service": round(1000 * median["core"] / services, 2),
         "typed_ms_per_service": round(1000 * median["typed"] / services, 2),

@@ -97,6 +97,24 @@ def test_fleet_size_in_a_fresh_interpreter():
         per_round = [m / b for m, b in zip(row["moe_ep_seconds_all"], row[f"{base}_seconds_all"])]
         assert row[f"{base}_ratio"] == pytest.approx(statistics.median(per_round), rel=1e-2)
         assert row[f"{base}_ratio_range"] == pytest.approx([min(per_round), max(per_round)], rel=1e-2)
+        # Three rounds are too few for a 95% interval: it is the range, covering 75%.
+        assert row[f"{base}_ratio_interval"] == pytest.approx([min(per_round), max(per_round), 0.75], rel=1e-2)
+    provider_sdk = [t / c for t, c in zip(row["typed_seconds_all"], row["core_seconds_all"])]
+    assert row["typed_over_core_ratio"] == pytest.approx(statistics.median(provider_sdk), rel=1e-2)
+
+
+def test_median_interval_is_the_binomial_order_statistic_interval():
+    # The tabulated 95% intervals: n=9 -> x(2)..x(8) covering 96.1%, n=100 -> x(40)..x(61) covering
+    # 96.5%. Shuffled input: the order statistics are what count.
+    nine = [7.0, 3.0, 9.0, 1.0, 5.0, 2.0, 8.0, 4.0, 6.0]
+    assert fleet.median_interval(nine) == (2.0, 8.0, pytest.approx(0.9609375))
+    hundred = [float(v) for v in range(100, 0, -1)]
+    low, high, coverage = fleet.median_interval(hundred)
+    assert (low, high) == (40.0, 61.0) and coverage == pytest.approx(0.9648, abs=1e-4)
+    assert fleet.median_interval(nine, confidence=0.8) == (3.0, 7.0, pytest.approx(0.8203125))
+    assert fleet.median_interval([5.0]) == (5.0, 5.0, 0.0)
+    with pytest.raises(ValueError):
+        fleet.median_interval([])
 
 
 def test_small_fleets_get_more_rounds():
