@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"moe-ep: {error}", file=sys.stderr)
         return EXIT_INPUT
+    except schemas.CrdError as error:
+        print(f"moe-ep: bad CRD folder\n{error}", file=sys.stderr)
+        return EXIT_INPUT
     except Exception:  # noqa: BLE001 - a bug: say so, with the trace, and never exit 1 or 2
         traceback.print_exc()
         print("moe-ep: internal error (a bug in moe-ep; please report it with the trace above)", file=sys.stderr)

@@ -8,7 +8,6 @@ server would prune it silently, which hides typos).
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -52,20 +51,72 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+class CrdError(ValueError):
+    """A file in the CRD folder that cannot be read as CRD manifests: bad input (exit 2), named
+    with its path and, for a malformed CRD, the key it lacks."""
+
+
+# libyaml's parser (PyYAML's wheels bundle it) reads the same documents as the pure-Python one;
+# the upstream CRDs are megabytes of YAML, which the pure-Python parser takes seconds over.
+_CRD_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(path: Path, text: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_CRD_LOADER))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise CrdError(f"{path}: {where}not valid YAML ({getattr(error, 'problem', None) or error})") from None
+
+
+_WHAT = {object: "set", str: "a string", list: "a list", dict: "a mapping"}
+
+
+def _at(path: Path, doc: dict[str, Any], *keys: str | int, expected: type = object) -> Any:
+    """``doc[keys[0]][keys[1]]...``, an ``expected``; else a CrdError naming the file, the CRD
+    and the key path."""
+    value: Any = doc
+    for key in keys:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            value = None
+            break
+    if isinstance(value, expected) and value is not None:
+        return value
+    metadata = doc.get("metadata")
+    name = metadata.get("name", "?") if isinstance(metadata, dict) else "?"
+    where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+    raise CrdError(f"{path}: CustomResourceDefinition {name}: {where} is missing or not {_WHAT[expected]}")
+
+
 @cache
-def _schemas(folder: Path) -> dict[tuple[str, str], dict]:
-    """(apiVersion, kind) -> strict openAPIV3Schema, for every CRD document in ``folder``."""
+def _schemas(folder: Path, groups: frozenset[str]) -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> strict openAPIV3Schema, for every CRD document in ``folder`` of one
+    of the API ``groups``. A file whose text never names one of them is read but not parsed: a
+    cluster's CRD folder holds megabytes of schemas for kinds the stack does not use."""
     found: dict[tuple[str, str], dict] = {}
     for path in sorted(folder.glob("*.y*ml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CrdError(f"{path}: cannot be read as UTF-8 text ({error})") from None
+        if not any(group in text for group in groups):
+            continue
+        for doc in _parse(path, text):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
-            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
-            for version in doc["spec"]["versions"]:
-                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+            group = _at(path, doc, "spec", "group", expected=str)
+            if group not in groups:
+                continue
+            kind = _at(path, doc, "spec", "names", "kind", expected=str)
+            for index in range(len(_at(path, doc, "spec", "versions", expected=list))):
+                version = _at(path, doc, "spec", "versions", index, "name", expected=str)
+                schema = _strict(_at(path, doc, "spec", "versions", index, "schema", "openAPIV3Schema", expected=dict))
                 # apiVersion/kind/metadata are the API server's to check, not the CRD's.
                 schema.setdefault("properties", {}).update({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}})
-                found[(f"{group}/{version['name']}", kind)] = _strict(schema)
+                found[(f"{group}/{version}", kind)] = schema
     return found
 
 
@@ -76,11 +127,10 @@ def is_custom(manifest: dict[str, Any]) -> bool:
 def validate_custom_resources(objects: Iterable[dict[str, Any]], folder: Path) -> list[SchemaProblem]:
     """Every custom resource in ``objects`` against its CRD in ``folder``; a kind with no CRD
     there is a problem too (it could not be applied)."""
-    schemas = _schemas(folder.resolve())
+    custom = [obj for obj in objects if is_custom(obj)]
+    schemas = _schemas(folder.resolve(), frozenset(obj["apiVersion"].split("/")[0] for obj in custom))
     problems: list[SchemaProblem] = []
-    for obj in objects:
-        if not is_custom(obj):
-            continue
+    for obj in custom:
         name = obj["metadata"].get("name", "?")
         schema = schemas.get((obj["apiVersion"], obj["kind"]))
         if schema is None:

@@ -150,6 +150,39 @@ def test_crd_validation_fails_a_kind_without_a_crd(crd_dir):
     assert "no CRD" in schemas.validate_custom_resources([obj], crd_dir)[0].message
 
 
+LWS_CRD = "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+
+
+def test_crd_files_of_groups_the_stack_does_not_use_are_not_parsed(crd_dir, tmp_path):
+    (tmp_path / LWS_CRD).write_bytes((crd_dir / LWS_CRD).read_bytes())
+    (tmp_path / "example.com_widgets.yaml").write_text("group: example.com\n: : [\n")
+    lws = objects_of(planned("prod"), "LeaderWorkerSet")
+    assert lws and schemas.validate_custom_resources(lws, tmp_path) == []
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}
+    with pytest.raises(schemas.CrdError, match=r"example.com_widgets.yaml: line 2, column 1: not valid YAML"):
+        schemas.validate_custom_resources([widget], tmp_path)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\xff\xfe leaderworkerset.x-k8s.io", "bad.yaml: cannot be read as UTF-8 text"),
+    (b"group: leaderworkerset.x-k8s.io\n: : [\n", "bad.yaml: line 2, column 1: not valid YAML"),
+    (b"kind: CustomResourceDefinition\nmetadata: {name: lws}\nspec: {group: leaderworkerset.x-k8s.io, names: {}}\n",
+     "bad.yaml: CustomResourceDefinition lws: spec.names.kind is missing or not a string"),
+    (b"kind: CustomResourceDefinition\nmetadata: {name: lws}\n"
+     b"spec: {group: leaderworkerset.x-k8s.io, names: {kind: LeaderWorkerSet}, versions: [{name: v1}]}\n",
+     "bad.yaml: CustomResourceDefinition lws: spec.versions[0].schema.openAPIV3Schema is missing or not a mapping"),
+])
+def test_a_bad_crd_folder_is_bad_input_and_nothing_is_written(content, message, tmp_path, capsys):
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    (crds / "bad.yaml").write_bytes(content)
+    out = tmp_path / "out"
+    assert cli.main(["render", "--stack", "prod", "--crd-dir", str(crds), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bad CRD folder" in err and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_integers_survive_the_mock_runtime():
     lws = objects_of(planned("staging"), "LeaderWorkerSet")[0]
     text = manifests.dump(lws)
