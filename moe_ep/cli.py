@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -124,10 +125,21 @@ def cmd_policy_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_out(out: Path) -> None:
+    """``--out`` must be a directory, or creatable as one, that this user can write: checked
+    before anything is planned or written."""
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory" if existing == out else f"--out {out}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {existing} is not writable")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
+    _check_out(out)
     plan = _plan(args)
     written = manifests.write(plan.objects, out)
     print(f"wrote {len(written)} manifests for stack {plan.stack} to {out}")

@@ -183,6 +183,17 @@ def test_a_bad_crd_folder_is_bad_input_and_nothing_is_written(content, message, 
     assert not out.exists()
 
 
+def test_an_out_folder_that_cannot_be_a_directory_is_bad_input(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    for out, message in [(file, f"--out {file}: exists and is not a directory"),
+                         (file / "manifests", f"--out {file / 'manifests'}: {file} is not a directory")]:
+        assert cli.main(["render", "--stack", "dev", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert file.read_text() == "x" and sorted(tmp_path.iterdir()) == [file]
+
+
 def test_integers_survive_the_mock_runtime():
     lws = objects_of(planned("staging"), "LeaderWorkerSet")[0]
     text = manifests.dump(lws)
