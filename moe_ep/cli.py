@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
 from pathlib import Path
 
 from components import catalog, sizing
-from components.spec import StackError
+from components.spec import GpuSpec, ModelSpec, PoolSpec, StackError
 
 from . import analyze, manifests, plan as planning, schemas, sizing_advice
 
@@ -166,6 +167,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _stack_file_int(model: type, field: str):
+    """An argparse type for a whole number within the bounds the stack file gives ``model.field``:
+    ``size`` answers for layouts a stack file can then declare."""
+    bounds = {name: getattr(m, name) for m in model.model_fields[field].metadata for name in ("ge", "le") if hasattr(m, name)}
+    low, high = bounds["ge"], bounds["le"]
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from {low:,} to {high:,} (as in a stack file)")
+        return value
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -183,6 +202,17 @@ def _utilization(text: str) -> float:
     return value
 
 
+def _finite(value: object) -> bool:
+    """No infinity or NaN anywhere in ``value`` (JSON has no spelling for them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
 def cmd_size(args: argparse.Namespace) -> int:
     traffic = (args.rate, args.input_len, args.output_len)
     if any(v is not None for v in traffic) and not all(v is not None for v in traffic):
@@ -190,15 +220,24 @@ def cmd_size(args: argparse.Namespace) -> int:
     profile = (args.prefill_tps_per_gpu, args.decode_tps_per_gpu)
     if any(v is not None for v in profile) and not all(v is not None for v in profile):
         raise InputError("--prefill-tps-per-gpu and --decode-tps-per-gpu go together: give both or neither")
+    if args.rate is not None and args.input_len + args.output_len > args.max_model_len:
+        raise InputError(f"--input-len {args.input_len} + --output-len {args.output_len} exceeds --max-model-len "
+                         f"{args.max_model_len}: a request's prompt and output must fit in the context")
     per_node = args.gpus_per_node or catalog.GPUS[args.gpu].gpus_per_node
-    advice = sizing_advice.advise(
-        catalog.ARCHITECTURES[args.model], catalog.GPUS[args.gpu], per_node, args.dtype,
-        sizing.Workload(args.max_model_len, args.gpu_memory_utilization, args.kv_cache_dtype),
-        max_nodes=args.max_nodes,
-        demand=sizing.Demand(*traffic) if args.rate is not None else None,
-        profile=sizing.Profile(*profile) if args.prefill_tps_per_gpu is not None else None,
-        price=args.price_per_hour,
-    )
+    try:
+        advice = sizing_advice.advise(
+            catalog.ARCHITECTURES[args.model], catalog.GPUS[args.gpu], per_node, args.dtype,
+            sizing.Workload(args.max_model_len, args.gpu_memory_utilization, args.kv_cache_dtype),
+            max_nodes=args.max_nodes,
+            demand=sizing.Demand(*traffic) if args.rate is not None else None,
+            profile=sizing.Profile(*profile) if args.prefill_tps_per_gpu is not None else None,
+            price=args.price_per_hour,
+        )
+    except OverflowError:
+        advice = None
+    if advice is None or not _finite(advice):
+        raise InputError("the arguments are so far out of range that the estimate overflows (a figure is not a "
+                         "finite number): expected realistic --rate, lengths, tokens/s per GPU and --price-per-hour")
     if args.json:
         print(json.dumps(advice, indent=2))
     else:
@@ -214,12 +253,12 @@ def _size_parser(sub: argparse._SubParsersAction) -> None:
     )
     size.add_argument("--model", required=True, choices=sorted(catalog.ARCHITECTURES), help="catalog architecture")
     size.add_argument("--gpu", required=True, choices=sorted(catalog.GPUS), help="catalog GPU product")
-    size.add_argument("--gpus-per-node", type=_positive_int, help="default: the product's standard server (8)")
+    size.add_argument("--gpus-per-node", type=_stack_file_int(GpuSpec, "per_node"), help="default: the product's standard server (8)")
     size.add_argument("--dtype", choices=("fp8", "bf16", "int4"), default="fp8", help="weight dtype (default fp8)")
     size.add_argument("--kv-cache-dtype", choices=("auto", "bf16", "fp8"), default="auto", help="default auto")
-    size.add_argument("--max-model-len", type=_positive_int, default=32768, help="context length (default 32768)")
+    size.add_argument("--max-model-len", type=_stack_file_int(ModelSpec, "max_model_len"), default=32768, help="context length (default 32768)")
     size.add_argument("--gpu-memory-utilization", type=_utilization, default=0.9, help="default 0.9")
-    size.add_argument("--max-nodes", type=_positive_int, default=8, help="largest unit to consider (default 8 nodes)")
+    size.add_argument("--max-nodes", type=_stack_file_int(PoolSpec, "nodes_per_replica"), default=8, help="largest unit to consider (default 8 nodes)")
     size.add_argument("--rate", type=_positive_float, help="requests per second to serve")
     size.add_argument("--input-len", type=_positive_int, help="mean prompt tokens per request")
     size.add_argument("--output-len", type=_positive_int, help="mean output tokens per request")

@@ -233,9 +233,17 @@ def test_size_command_nothing_fits_exits_1(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope", "--gpu", "h200"], "invalid choice"),
     (["--model", "kimi-k2", "--gpu", "h200", "--rate", "3"], "go together"),
-    (["--model", "kimi-k2", "--gpu", "h200", "--max-model-len", "0"], "expected a whole number > 0"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--max-model-len", "0"], "expected a whole number from 256 to 4,194,304"),
+    # The stack file's bounds: a huge node would make the layout search run for ever.
+    (["--model", "kimi-k2", "--gpu", "h200", "--gpus-per-node", "1" + "0" * 40], "expected a whole number from 1 to 16"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--max-nodes", "65"], "expected a whole number from 1 to 64"),
     (["--model", "kimi-k2", "--gpu", "h200", "--gpu-memory-utilization", "1.5"], "(0, 0.98]"),
     (["--model", "kimi-k2", "--gpu", "h200", "--prefill-tps-per-gpu", "100"], "go together"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--rate", "3", "--input-len", "30000", "--output-len", "4000"],
+     "--input-len 30000 + --output-len 4000 exceeds --max-model-len 32768"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--price-per-hour", "1e308", "--json"], "estimate overflows"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--rate", "1e308", "--input-len", "1000", "--output-len", "1000"],
+     "estimate overflows"),
 ])
 def test_size_command_bad_arguments_exit_2(argv, message, capsys):
     try:
