@@ -510,7 +510,8 @@ def cost_per_hour(gpu_count: int, price_per_gpu_hour: float) -> float:
 
 
 def cost_per_million_tokens(hourly: float, tokens_per_second: float) -> float:
-    return hourly / (tokens_per_second * 3600 / 1e6) if tokens_per_second > 0 else math.inf
+    millions_per_hour = tokens_per_second * 3600 / 1e6  # 0 also when a tiny rate underflows
+    return hourly / millions_per_hour if millions_per_hour > 0 else math.inf
 
 
 def capacity(demand: Demand, prefill: Throughput, prefill_gpus: int, decode: Throughput, decode_gpus: int,

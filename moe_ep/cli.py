@@ -236,8 +236,8 @@ def cmd_size(args: argparse.Namespace) -> int:
     except OverflowError:
         advice = None
     if advice is None or not _finite(advice):
-        raise InputError("the arguments are so far out of range that the estimate overflows (a figure is not a "
-                         "finite number): expected realistic --rate, lengths, tokens/s per GPU and --price-per-hour")
+        raise InputError("the arguments are so far out of range that a figure of the estimate is not a finite "
+                         "number: expected realistic --rate, lengths, tokens/s per GPU and --price-per-hour")
     if args.json:
         print(json.dumps(advice, indent=2))
     else:

@@ -382,6 +382,73 @@ def test_raw_text_exits_2_naming_a_key(text):
     assert code == 2
 
 
+# --- the `size` command's arguments ---------------------------------------------------------------
+
+def _whole(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(min_value=low, max_value=high).map(str)
+
+
+def _real(low: float, high: float) -> st.SearchStrategy[str]:
+    return st.floats(min_value=low, max_value=high).map(str)
+
+
+# A realistic value per option, and wild text any option may get instead.
+SIZE_OPTIONS = {
+    "--gpus-per-node": _whole(1, 16), "--max-model-len": _whole(256, 131_072), "--max-nodes": _whole(1, 16),
+    "--gpu-memory-utilization": _real(0.5, 0.98), "--price-per-hour": _real(0.5, 20.0),
+    "--rate": _real(0.01, 100.0), "--input-len": _whole(1, 8000), "--output-len": _whole(1, 4000),
+    "--prefill-tps-per-gpu": _real(10.0, 50_000.0), "--decode-tps-per-gpu": _real(10.0, 50_000.0),
+}
+SIZE_GROUPS = (("--rate", "--input-len", "--output-len"), ("--prefill-tps-per-gpu", "--decode-tps-per-gpu"))
+_WILD = st.one_of(
+    _whole(-10, 10**60),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["1e308", "1e-308", "5e-324", "0", "-0", "0x10", "1_000", " 8", "", "nan", "inf", "8.0"]),
+    st.text(max_size=8),
+)
+
+
+@st.composite
+def size_arguments(draw) -> list[str]:
+    argv = ["size", "--model", draw(st.sampled_from(sorted(catalog.ARCHITECTURES))),
+            "--gpu", draw(st.sampled_from(sorted(catalog.GPUS)))]
+    options = draw(st.lists(st.sampled_from([o for o in SIZE_OPTIONS if not any(o in g for g in SIZE_GROUPS)]),
+                            unique=True, max_size=3))
+    for group in SIZE_GROUPS:  # options meant together: mostly all or none, sometimes a part
+        options += draw(st.sampled_from([group, group, (), (), group[:1]]))
+    for option in options:
+        # Realistic three times in four, so that many runs reach the estimate.
+        argv += [option, draw(st.one_of(SIZE_OPTIONS[option], SIZE_OPTIONS[option], SIZE_OPTIONS[option], _WILD))]
+    return argv + (["--json"] if draw(st.booleans()) else [])
+
+
+@_FUZZ
+@example(argv=["size", "--model", "kimi-k2", "--gpu", "h200", "--gpus-per-node", "1" + "0" * 40])
+@example(argv=["size", "--model", "deepseek-v3", "--gpu", "h20", "--rate", "1e308", "--input-len", "1000", "--output-len", "1000"])
+@example(argv=["size", "--model", "deepseek-v3", "--gpu", "h20", "--price-per-hour", "1e308", "--json"])
+@example(argv=["size", "--model", "deepseek-v3", "--gpu", "a100-80gb", "--rate", "5e-324", "--input-len", "1", "--output-len", "1"])
+@given(argv=size_arguments())
+def test_size_arguments_exit_0_1_or_2_never_a_trace(argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = cli.main(argv)
+        except SystemExit as stop:  # argparse rejects a value: usage, then exit 2
+            code = stop.code
+    out, err = stdout.getvalue(), stderr.getvalue()
+    event(f"exit {code}")
+    assert code in (0, 1, 2), f"exit {code}\n{err[-3000:]}"
+    assert "Traceback" not in err + out, err[-3000:]
+    if code == 2:
+        assert out == "" and re.search(r"--[a-z-]+", err.splitlines()[-1]), err
+    elif "--json" in argv:
+        json.loads(out, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in the JSON: no JSON parser outside Python reads it")
+
+
 # --- what the fuzzers found: each was an exit 70 or a message without a usable key path ---------
 
 DEV = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
