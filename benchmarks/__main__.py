@@ -71,8 +71,10 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
           "          typed/core the provider SDK classes' own cost (moe-ep/core is about their product)")
 
     def ratio(row: dict[str, Any], name: str) -> str:
-        low, high, _ = row[f"{name}_ratio_interval"]
-        return f"{row[f'{name}_ratio']} ({low}-{high})"
+        low, high, coverage = row[f"{name}_ratio_interval"]
+        # Too few rounds for the confidence asked: the range of the rounds, and what it covers.
+        short = f", {coverage:.0%}" if coverage < fleet.MEDIAN_CONFIDENCE else ""
+        return f"{row[f'{name}_ratio']} ({low}-{high}{short})"
 
     print(_table(
         ["services", "resources", "rounds", "moe-ep s", "core s", "typed s", "moe-ep/core", "moe-ep/typed",

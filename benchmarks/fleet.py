@@ -148,8 +148,6 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
         "typed_seconds": round(median["typed"], 4),
         "core_ratio": round(statistics.median(paired["core"]), 3),
         "typed_ratio": round(statistics.median(paired["typed"]), 3),
-        "core_ratio_range": [round(min(paired["core"]), 3), round(max(paired["core"]), 3)],
-        "typed_ratio_range": [round(min(paired["typed"]), 3), round(max(paired["typed"]), 3)],
         **{f"{base}_ratio_interval": [round(x, 3) for x in median_interval(paired[base])] for base in ("core", "typed")},
         # pulumi-kubernetes' own share: moe-ep/core is about (moe-ep/typed) x (typed/core).
         "typed_over_core_ratio": round(statistics.median(provider_sdk), 3),

@@ -130,9 +130,15 @@ def _check_out(out: Path) -> None:
     """``--out`` must be a directory, or creatable as one, that this user can write: checked
     before anything is planned or written."""
     existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
+    try:
+        while not existing.exists():
+            if existing.is_symlink():
+                raise InputError(f"--out {out}: {existing} is a symbolic link that leads nowhere")
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as error:  # a looping link, a folder on the way this user cannot enter
+        raise InputError(f"--out {out}: {error.strerror or error}") from None
+    if not is_dir:
         raise InputError(f"--out {out}: exists and is not a directory" if existing == out else f"--out {out}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: {existing} is not writable")
@@ -142,7 +148,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out)
     plan = _plan(args)
-    written = manifests.write(plan.objects, out)
+    try:
+        written = manifests.write(plan.objects, out)
+    except OSError as error:  # what the check cannot foresee: a full disk, a race with another writer
+        raise InputError(f"--out {out}: cannot write the manifests: {error}") from None
     print(f"wrote {len(written)} manifests for stack {plan.stack} to {out}")
     for line in _schema_lines(plan):
         print(line, file=sys.stderr)
@@ -202,15 +211,16 @@ def _utilization(text: str) -> float:
     return value
 
 
-def _finite(value: object) -> bool:
-    """No infinity or NaN anywhere in ``value`` (JSON has no spelling for them)."""
+def _not_finite(value: object, path: str = "") -> str | None:
+    """The key path of the first infinity or NaN in ``value`` (JSON has no spelling for them)."""
     if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
-    return True
+        return None if math.isfinite(value) else path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _not_finite(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def cmd_size(args: argparse.Namespace) -> int:
@@ -233,11 +243,13 @@ def cmd_size(args: argparse.Namespace) -> int:
             profile=sizing.Profile(*profile) if args.prefill_tps_per_gpu is not None else None,
             price=args.price_per_hour,
         )
-    except OverflowError:
-        advice = None
-    if advice is None or not _finite(advice):
-        raise InputError("the arguments are so far out of range that a figure of the estimate is not a finite "
-                         "number: expected realistic --rate, lengths, tokens/s per GPU and --price-per-hour")
+    except OverflowError as error:
+        raise InputError(f"the arguments are so far out of range that the estimate overflows ({error}): expected "
+                         "realistic --rate, --input-len, --output-len, tokens/s per GPU and --price-per-hour") from None
+    figure = _not_finite(advice)
+    if figure is not None:
+        raise InputError(f"the arguments are so far out of range that the estimate's {figure} is not a finite number: "
+                         "expected realistic --rate, --input-len, --output-len, tokens/s per GPU and --price-per-hour")
     if args.json:
         print(json.dumps(advice, indent=2))
     else:

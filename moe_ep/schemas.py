@@ -70,10 +70,10 @@ def _parse(path: Path, text: str) -> list[Any]:
         raise CrdError(f"{path}: {where}not valid YAML ({getattr(error, 'problem', None) or error})") from None
 
 
-_WHAT = {object: "set", str: "a string", list: "a list", dict: "a mapping"}
+_WHAT = {str: "a string", list: "a list", dict: "a mapping"}
 
 
-def _at(path: Path, doc: dict[str, Any], *keys: str | int, expected: type = object) -> Any:
+def _at(path: Path, doc: dict[str, Any], *keys: str | int, expected: type) -> Any:
     """``doc[keys[0]][keys[1]]...``, an ``expected``; else a CrdError naming the file, the CRD
     and the key path."""
     value: Any = doc
@@ -83,12 +83,15 @@ def _at(path: Path, doc: dict[str, Any], *keys: str | int, expected: type = obje
         except (KeyError, IndexError, TypeError):
             value = None
             break
-    if isinstance(value, expected) and value is not None:
+    if isinstance(value, expected):
         return value
     metadata = doc.get("metadata")
     name = metadata.get("name", "?") if isinstance(metadata, dict) else "?"
     where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
     raise CrdError(f"{path}: CustomResourceDefinition {name}: {where} is missing or not {_WHAT[expected]}")
+
+
+_SERVER_FIELDS = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
 
 
 @cache
@@ -100,8 +103,10 @@ def _schemas(folder: Path, groups: frozenset[str]) -> dict[tuple[str, str], dict
     for path in sorted(folder.glob("*.y*ml")):
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise CrdError(f"{path}: cannot be read as UTF-8 text ({error})") from None
+        except UnicodeDecodeError as error:
+            raise CrdError(f"{path}: not UTF-8 text ({error})") from None
+        except OSError as error:
+            raise CrdError(f"{path}: cannot be read ({error.strerror or error})") from None
         if not any(group in text for group in groups):
             continue
         for doc in _parse(path, text):
@@ -113,10 +118,16 @@ def _schemas(folder: Path, groups: frozenset[str]) -> dict[tuple[str, str], dict
             kind = _at(path, doc, "spec", "names", "kind", expected=str)
             for index in range(len(_at(path, doc, "spec", "versions", expected=list))):
                 version = _at(path, doc, "spec", "versions", index, "name", expected=str)
-                schema = _strict(_at(path, doc, "spec", "versions", index, "schema", "openAPIV3Schema", expected=dict))
-                # apiVersion/kind/metadata are the API server's to check, not the CRD's.
-                schema.setdefault("properties", {}).update({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}})
-                found[(f"{group}/{version}", kind)] = schema
+                schema = _at(path, doc, "spec", "versions", index, "schema", "openAPIV3Schema", expected=dict)
+                # apiVersion/kind/metadata are the API server's to check, not the CRD's. Added before
+                # _strict, so that a root schema listing no properties still rejects unknown fields.
+                listed = _at(path, doc, "spec", "versions", index, "schema", "openAPIV3Schema", "properties",
+                             expected=dict) if "properties" in schema else {}
+                schema = {**schema, "properties": {**listed, **_SERVER_FIELDS}}
+                try:
+                    found[(f"{group}/{version}", kind)] = _strict(schema)
+                except RecursionError:
+                    raise CrdError(f"{path}: CustomResourceDefinition {kind}: schema of {version} nested too deeply") from None
     return found
 
 

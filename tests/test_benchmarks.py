@@ -96,7 +96,6 @@ def test_fleet_size_in_a_fresh_interpreter():
     for base in ("core", "typed"):
         per_round = [m / b for m, b in zip(row["moe_ep_seconds_all"], row[f"{base}_seconds_all"])]
         assert row[f"{base}_ratio"] == pytest.approx(statistics.median(per_round), rel=1e-2)
-        assert row[f"{base}_ratio_range"] == pytest.approx([min(per_round), max(per_round)], rel=1e-2)
         # Three rounds are too few for a 95% interval: it is the range, covering 75%.
         assert row[f"{base}_ratio_interval"] == pytest.approx([min(per_round), max(per_round), 0.75], rel=1e-2)
     provider_sdk = [t / c for t, c in zip(row["typed_seconds_all"], row["core_seconds_all"])]

@@ -241,9 +241,9 @@ def test_size_command_nothing_fits_exits_1(capsys):
     (["--model", "kimi-k2", "--gpu", "h200", "--prefill-tps-per-gpu", "100"], "go together"),
     (["--model", "kimi-k2", "--gpu", "h200", "--rate", "3", "--input-len", "30000", "--output-len", "4000"],
      "--input-len 30000 + --output-len 4000 exceeds --max-model-len 32768"),
-    (["--model", "kimi-k2", "--gpu", "h200", "--price-per-hour", "1e308", "--json"], "is not a finite number"),
+    (["--model", "kimi-k2", "--gpu", "h200", "--price-per-hour", "1e308", "--json"], "the estimate's roles.prefill.cost_per_hour is not a finite number"),
     (["--model", "kimi-k2", "--gpu", "h200", "--rate", "1e308", "--input-len", "1000", "--output-len", "1000"],
-     "is not a finite number"),
+     "the estimate overflows (cannot convert float infinity to integer)"),
 ])
 def test_size_command_bad_arguments_exit_2(argv, message, capsys):
     try:

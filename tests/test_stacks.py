@@ -163,8 +163,18 @@ def test_crd_files_of_groups_the_stack_does_not_use_are_not_parsed(crd_dir, tmp_
         schemas.validate_custom_resources([widget], tmp_path)
 
 
+def test_a_crd_root_schema_without_properties_still_rejects_unknown_fields(tmp_path):
+    # The API server prunes what a structural schema does not list; strict validation says so.
+    (tmp_path / "widgets.yaml").write_text(
+        "kind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n"
+        "spec: {group: example.com, names: {kind: Widget}, versions: [{name: v1, schema: {openAPIV3Schema: {type: object}}}]}\n")
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"typo": 1}}
+    problems = schemas.validate_custom_resources([widget], tmp_path)
+    assert [p.message for p in problems] == ["(root): Additional properties are not allowed ('spec' was unexpected)"]
+
+
 @pytest.mark.parametrize(("content", "message"), [
-    (b"\xff\xfe leaderworkerset.x-k8s.io", "bad.yaml: cannot be read as UTF-8 text"),
+    (b"\xff\xfe leaderworkerset.x-k8s.io", "bad.yaml: not UTF-8 text"),
     (b"group: leaderworkerset.x-k8s.io\n: : [\n", "bad.yaml: line 2, column 1: not valid YAML"),
     (b"kind: CustomResourceDefinition\nmetadata: {name: lws}\nspec: {group: leaderworkerset.x-k8s.io, names: {}}\n",
      "bad.yaml: CustomResourceDefinition lws: spec.names.kind is missing or not a string"),
@@ -183,15 +193,26 @@ def test_a_bad_crd_folder_is_bad_input_and_nothing_is_written(content, message, 
     assert not out.exists()
 
 
-def test_an_out_folder_that_cannot_be_a_directory_is_bad_input(tmp_path, capsys):
-    file = tmp_path / "a-file"
+def test_an_out_folder_that_cannot_be_a_directory_is_bad_input(tmp_path, capsys, monkeypatch):
+    file, dangling, loop = tmp_path / "a-file", tmp_path / "dangling", tmp_path / "loop"
     file.write_text("x")
-    for out, message in [(file, f"--out {file}: exists and is not a directory"),
-                         (file / "manifests", f"--out {file / 'manifests'}: {file} is not a directory")]:
+    dangling.symlink_to(tmp_path / "gone" / "dir")
+    loop.symlink_to(loop)
+    cases = [
+        (file, f"--out {file}: exists and is not a directory"),
+        (file / "manifests", f"--out {file / 'manifests'}: {file} is not a directory"),
+        (dangling, f"--out {dangling}: {dangling} is a symbolic link that leads nowhere"),
+        (loop / "x", f"--out {loop / 'x'}: {loop} is a symbolic link that leads nowhere"),
+    ]
+    for out, message in cases:
         assert cli.main(["render", "--stack", "dev", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
-    assert file.read_text() == "x" and sorted(tmp_path.iterdir()) == [file]
+    assert file.read_text() == "x" and sorted(tmp_path.iterdir()) == [file, dangling, loop]
+    # CI runs as root, which may write anywhere: the unwritable case is the check's own answer.
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    assert cli.main(["render", "--stack", "dev", "--out", str(tmp_path / "new")]) == 2
+    assert f"{tmp_path} is not writable" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_integers_survive_the_mock_runtime():
