@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from . import catalog, vllm
 
@@ -157,6 +158,11 @@ class AutoscalingSpec(_Model):
         return self
 
 
+def _key_problem(key: str, expected: str) -> PydanticCustomError:
+    """A rule of a whole mapping that one of its keys breaks, to raise: the message names that key's path."""
+    return PydanticCustomError("key", "{expected}", {"key": key, "expected": expected})
+
+
 _POOL_ALIASES = {
     "tensor_parallel_size": "TP_SIZE",
     "data_parallel_size": "DP_SIZE",
@@ -207,10 +213,10 @@ class PoolSpec(_Model):
         if isinstance(data, Mapping):
             for name, alias in _POOL_ALIASES.items():
                 if name in data and alias in data:
-                    raise ValueError(f"give {name} or its alias {alias}, not both")
+                    raise _key_problem(alias, f"only one of {name} and its alias {alias} (both are given)")
             if data.get("EP_SIZE") is not None or data.get("expert_parallel_size") is not None:
                 if data.get("expert_parallel") is False:
-                    raise ValueError("expert_parallel_size (EP_SIZE) is set but expert_parallel is false")
+                    raise _key_problem("expert_parallel", "true, or no expert_parallel_size (EP_SIZE): it is set")
                 data = {**data, "expert_parallel": True}
         return data
 
@@ -852,8 +858,12 @@ def _key_path(prefix: str, data: Any, loc: tuple) -> str:
 def _pydantic_problems(error: ValidationError, prefix: str, data: Any) -> list[Problem]:
     found = []
     for item in error.errors(include_url=False):
-        path = _key_path(prefix, data, item["loc"])
         kind, message = item["type"], item["msg"]
+        if kind == "key":  # a whole mapping's rule, broken by one key (_key_problem)
+            key = item["ctx"]["key"]
+            found.append(Problem(_key_path(prefix, data, (*item["loc"], key)), item["input"][key], message))
+            continue
+        path = _key_path(prefix, data, item["loc"])
         if kind == "missing":
             found.append(Problem(path, _MISSING, "a value (required key)"))
         elif kind == "extra_forbidden":

@@ -66,6 +66,8 @@ def _print_human(plan: planning.Plan) -> None:
     print()
     print("Sizing (per GPU; estimates from components/sizing.py):")
     for role, size in data["sizing"].items():
+        if size is None:
+            continue
         memory, cost = size["memory_per_gpu_gb"], size["cost"]
         print(f"  {role:8} {'fits' if size['fits'] else 'DOES NOT FIT'}: weights {memory['weights']:.1f} GB + reserve "
               f"{memory['reserve']:.1f} GB of {memory['budget']:.1f} GB; headroom for KV {memory['kv_cache']:.1f} GB = "

@@ -192,18 +192,26 @@ def outputs_view(run: engine.Run) -> dict[str, Any]:
     return {k: ("[secret]" if k in run.secret_outputs else v) for k, v in sorted(run.outputs.items())}
 
 
+ROLES = ("prefill", "decode")
+
+
+def _every_role(views: dict[str, Any]) -> dict[str, Any]:
+    """Both roles' keys, null for a pool the stack does not have (as under ``pools``)."""
+    return {role: views.get(role) for role in ROLES}
+
+
 def to_json(plan: Plan) -> dict[str, Any]:
     spec = plan.spec
     return {
         "project": plan.run.project,
         "stack": plan.stack,
         "service": {"name": spec.name, "namespace": spec.namespace},
-        "pools": {role: pool_view(spec, role) for role in ("prefill", "decode")},
+        "pools": {role: pool_view(spec, role) for role in ROLES},
         "gpus": gpus_view(spec),
-        "commands": commands_view(spec),
+        "commands": _every_role(commands_view(spec)),
         "resources": resources_view(plan.run),
         "policy": {"violations": plan.violations},
         "schema": {"crd_dir": str(plan.crd_dir) if plan.crd_dir else None, "problems": plan.schema_problems},
-        "sizing": sizing_view(spec),
+        "sizing": _every_role(sizing_view(spec)),
         "outputs": outputs_view(plan.run),
     }

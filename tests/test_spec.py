@@ -113,12 +113,28 @@ def test_pai_eas_aliases():
 
 
 def test_alias_and_name_together_are_ambiguous():
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(ValidationError, match="only one of tensor_parallel_size and its alias TP_SIZE"):
         PoolSpec.model_validate({"TP_SIZE": 1, "tensor_parallel_size": 1})
 
 
+def test_a_rule_broken_by_one_key_names_that_key():
+    both = prod()
+    both["decode"]["TP_SIZE"] = both["decode"]["tensor_parallel_size"]
+    contradiction = prod()
+    contradiction["decode"] |= {"EP_SIZE": 8, "expert_parallel": False}
+    for service, line in [
+        (both, "Pulumi.x.yaml: moe-ep:service.decode.TP_SIZE = 1: expected only one of tensor_parallel_size and its "
+               "alias TP_SIZE (both are given) [schema]"),
+        (contradiction, "Pulumi.x.yaml: moe-ep:service.decode.expert_parallel = False: expected true, or no "
+                        "expert_parallel_size (EP_SIZE): it is set [schema]"),
+    ]:
+        with pytest.raises(StackError) as raised:
+            service_from_config(service, "Pulumi.x.yaml")
+        assert str(raised.value) == line
+
+
 def test_ep_size_with_expert_parallel_false_is_contradictory():
-    with pytest.raises(ValidationError, match="expert_parallel is false"):
+    with pytest.raises(ValidationError, match=r"true, or no expert_parallel_size \(EP_SIZE\)"):
         PoolSpec.model_validate({"EP_SIZE": 8, "expert_parallel": False})
 
 

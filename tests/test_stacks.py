@@ -66,7 +66,9 @@ def test_staging_decode_spans_two_nodes(capsys):
 
 def test_dev_is_decode_only(capsys):
     data = preview_json("dev", capsys)
-    assert data["pools"]["prefill"] is None and "prefill" not in data["commands"]
+    # DESIGN.md's keys stay: a pool the stack does not have is null everywhere.
+    assert data["pools"]["prefill"] is None and data["commands"]["prefill"] is None and data["sizing"]["prefill"] is None
+    assert data["commands"]["decode"]["leader"][:2] == ["vllm", "serve"] and data["sizing"]["decode"]["fits"] is True
 
 
 def test_every_stack_registers_a_unit_per_pool(stack):
