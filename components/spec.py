@@ -897,6 +897,24 @@ _StackLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_MAX_NESTING = 100
+"""Collections inside collections: a stack file needs about ten; PyYAML composes recursively and
+would hit Python's recursion limit a few hundred levels down, in generators whose clean-up then
+prints "Exception ignored" noise."""
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether ``text``'s collections nest more than ``limit`` deep, read from the parser's events
+    (which, unlike composing the document, does not recurse). YAML errors propagate."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_StackLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > limit:
+                return True
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return False
 _MAX_EXPANDED_VALUES = 1_000_000
 _MAX_EXACT_INT = 2**53
 
@@ -961,14 +979,14 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise StackError(source, [Problem("(file)", source, f"a readable UTF-8 stack file ({error.__class__.__name__}: {getattr(error, 'strerror', None) or error})", "readable")]) from None
     try:
+        if _nests_deeper_than(text, _MAX_NESTING):
+            raise StackError(source, [Problem("(file)", source, f"YAML nested at most {_MAX_NESTING} levels deep", "yaml")])
         document = yaml.load(text, Loader=_StackLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(error, "problem", None) or error).split())  # one line, as every problem
         raise StackError(source, [Problem("(file)", source, f"valid YAML{where}: {problem}", "yaml")]) from None
-    except RecursionError:
-        raise StackError(source, [Problem("(file)", source, "YAML nested at most a few hundred levels deep", "yaml")]) from None
     size = _expanded_size(document)
     if size is None or size > _MAX_EXPANDED_VALUES:
         raise StackError(source, [Problem(

@@ -480,6 +480,10 @@ REGRESSIONS = {
     # YAML errors without a `problem` printed a second line without the file or key path.
     "control character": ("\x1f", 2, "(file) = "),
     "deep nesting": ("config: " + "[" * 3000 + "]" * 3000, 2, "(file) = "),
+    # Composing it hit the recursion limit inside generators, whose clean-up printed "Exception
+    # ignored in sys.unraisablehook" before the message, now and then: depth is read from events first.
+    # The document's mapping, 99 flow mappings, then a list: 101 levels.
+    "nesting one over the limit": ("config: " + "{a: " * 99 + "[1]" + "}" * 99, 2, "(file) = "),
     "alias bomb": (f"{BOMB}\nconfig:\n  moe-ep:service: {{name: *x9}}\n", 2, "(file) = "),
     "alias bomb in another namespace": (f"{BOMB}\n{DEV}  aws:tags: *x9\n", 2, "(file) = "),
     "alias inside its own anchor": (DEV + "  aws:tags: &loop [*loop]\n", 2, "(file) = "),
@@ -499,6 +503,13 @@ REGRESSIONS = {
     "infinite price": (dev_set(("gpu", "price_per_hour"), float("inf")), 2,
                        "moe-ep:service.gpu.price_per_hour = inf: expected Input should be a finite number"),
 }
+
+
+def test_the_nesting_limit_is_100_levels():
+    over = run_cli(REGRESSIONS["nesting one over the limit"][0], "preview")[2]
+    assert over.endswith("expected YAML nested at most 100 levels deep [yaml]\n"), over
+    at_limit = run_cli("config: " + "{a: " * 98 + "[1]" + "}" * 98, "preview")[2]
+    assert "levels deep" not in at_limit and "config = {'a': {'a':" in at_limit, at_limit
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
