@@ -897,6 +897,8 @@ _StackLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_MAX_EXPANDED_VALUES = 1_000_000
+_MAX_EXACT_INT = 2**53
 _MAX_NESTING = 100
 """Collections inside collections: a stack file needs about ten; PyYAML composes recursively and
 would hit Python's recursion limit a few hundred levels down, in generators whose clean-up then
@@ -915,8 +917,6 @@ def _nests_deeper_than(text: str, limit: int) -> bool:
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
     return False
-_MAX_EXPANDED_VALUES = 1_000_000
-_MAX_EXACT_INT = 2**53
 
 
 def _expanded_size(document: Any) -> int | None:
