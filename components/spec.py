@@ -971,6 +971,13 @@ def _non_json_values(config: dict[str, Any]) -> list[Problem]:
     return sorted(found, key=lambda p: p.path)
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, on one line as every problem: `` at line L, column C: what``."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {' '.join(str(getattr(error, 'problem', None) or error).split())}"
+
+
 def read_stack_config(path: Path) -> dict[str, Any]:
     """The ``config:`` mapping of a Pulumi stack file, checked for shape; raises StackError."""
     source = str(path)
@@ -983,10 +990,7 @@ def read_stack_config(path: Path) -> dict[str, Any]:
             raise StackError(source, [Problem("(file)", source, f"YAML nested at most {_MAX_NESTING} levels deep", "yaml")])
         document = yaml.load(text, Loader=_StackLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(getattr(error, "problem", None) or error).split())  # one line, as every problem
-        raise StackError(source, [Problem("(file)", source, f"valid YAML{where}: {problem}", "yaml")]) from None
+        raise StackError(source, [Problem("(file)", source, f"valid YAML{yaml_problem(error)}", "yaml")]) from None
     size = _expanded_size(document)
     if size is None or size > _MAX_EXPANDED_VALUES:
         raise StackError(source, [Problem(

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from components.spec import yaml_problem
+
 CRD_DIR_ENV = "MOE_EP_CRD_DIR"
 BUILTIN_GROUPS = {
     "v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1",
@@ -65,9 +67,7 @@ def _parse(path: Path, text: str) -> list[Any]:
     try:
         return list(yaml.load_all(text, Loader=_CRD_LOADER))  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise CrdError(f"{path}: {where}not valid YAML ({getattr(error, 'problem', None) or error})") from None
+        raise CrdError(f"{path}: not valid YAML{yaml_problem(error)}") from None
 
 
 _WHAT = {str: "a string", list: "a list", dict: "a mapping"}

@@ -161,7 +161,7 @@ def test_crd_files_of_groups_the_stack_does_not_use_are_not_parsed(crd_dir, tmp_
     lws = objects_of(planned("prod"), "LeaderWorkerSet")
     assert lws and schemas.validate_custom_resources(lws, tmp_path) == []
     widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}
-    with pytest.raises(schemas.CrdError, match=r"example.com_widgets.yaml: line 2, column 1: not valid YAML"):
+    with pytest.raises(schemas.CrdError, match=r"example.com_widgets.yaml: not valid YAML at line 2, column 1: did not find expected key"):
         schemas.validate_custom_resources([widget], tmp_path)
 
 
@@ -177,7 +177,7 @@ def test_a_crd_root_schema_without_properties_still_rejects_unknown_fields(tmp_p
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"\xff\xfe leaderworkerset.x-k8s.io", "bad.yaml: not UTF-8 text"),
-    (b"group: leaderworkerset.x-k8s.io\n: : [\n", "bad.yaml: line 2, column 1: not valid YAML"),
+    (b"group: leaderworkerset.x-k8s.io\n: : [\n", "bad.yaml: not valid YAML at line 2, column 1: did not find expected key"),
     (b"kind: CustomResourceDefinition\nmetadata: {name: lws}\nspec: {group: leaderworkerset.x-k8s.io, names: {}}\n",
      "bad.yaml: CustomResourceDefinition lws: spec.names.kind is missing or not a string"),
     (b"kind: CustomResourceDefinition\nmetadata: {name: lws}\n"
