@@ -65,10 +65,10 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
           "fleets; times are medians, ratios the median of each round's ratio with its distribution-free "
           f"{fleet.MEDIAN_CONFIDENCE:.0%} confidence interval)\n"
           "  core  = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses;\n"
-          "          moe-ep/core is the issue's metric (it includes pulumi-kubernetes' own per-object cost)\n"
-          "  typed = the same registrations through the pulumi-kubernetes/pulumi-random classes moe-ep uses;\n"
-          "          moe-ep/typed is the overhead of moe-ep's components and logic over writing the objects by hand,\n"
-          "          typed/core the provider SDK classes' own cost (moe-ep/core is about their product)")
+          "          moe-ep/core is the issue's metric\n"
+          "  typed = the same registrations through the provider SDKs' generated classes (a typed\n"
+          "          pulumi-kubernetes class per kind, pulumi-random): writing the objects by hand the usual way;\n"
+          "          typed/core is those classes' own cost")
 
     def ratio(row: dict[str, Any], name: str) -> str:
         low, high, coverage = row[f"{name}_ratio_interval"]
@@ -105,8 +105,8 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             "ratios": {
                 "core": "moe-ep time / the same registrations through bare pulumi.CustomResource/ComponentResource "
                         "subclasses (the issue's metric)",
-                "typed": "moe-ep time / the same registrations through the provider SDK classes moe-ep uses "
-                         "(moe-ep's own overhead over hand-written pulumi-kubernetes)",
+                "typed": "moe-ep time / the same registrations through the provider SDKs' generated classes "
+                         "(hand-written pulumi-kubernetes)",
             },
             "linear_tolerance": LINEAR_TOLERANCE, "linear": linear, "load_average": [round(x, 2) for x in load]}
 

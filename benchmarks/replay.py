@@ -2,12 +2,13 @@
 
 Two ways to register the same objects without moe-ep's components: through bare
 ``pulumi.CustomResource`` subclasses (the core SDK, the issue's baseline) and through the provider
-SDK classes moe-ep itself uses (pulumi-kubernetes' typed classes, ``apiextensions.CustomResource``
-for CRD-backed kinds, pulumi-random): writing the same objects by hand.
+SDKs' generated classes (pulumi-kubernetes' typed class per kind, ``apiextensions.CustomResource``
+for CRD-backed kinds, pulumi-random): writing the same objects by hand the usual way.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import re
@@ -19,7 +20,6 @@ import pulumi_random  # noqa: F401 - registers its resource module, read by prov
 from pulumi.runtime.rpc import get_resource_module
 from pulumi_kubernetes import _tables as k8s_tables
 
-from components.api_versions import without_older_api_versions
 from moe_ep.engine import Registration
 
 _queued: list[list[Registration]] = []
@@ -78,10 +78,30 @@ def keyword(package: str, prop: str) -> str:
     return _CAMEL.sub("_", prop).lower()
 
 
+def _other_api_version(alias: object, type_: str) -> bool:
+    """An alias a pulumi-kubernetes class adds: the same kind at another API version."""
+    return (
+        isinstance(alias, pulumi.Alias) and isinstance(alias.type_, str) and alias.type_ != type_
+        and alias.type_.startswith("kubernetes:") and alias.type_.rsplit(":", 1)[-1] == type_.rsplit(":", 1)[-1]
+        and all(part in (..., None) for part in (alias.name, alias.parent, alias.stack, alias.project))
+    )
+
+
+def without_older_api_versions(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """A transformation dropping those aliases: moe-ep registers none (``KubernetesObject``), and a
+    replay must register exactly what moe-ep did."""
+    kept = [alias for alias in args.opts.aliases or () if not _other_api_version(alias, args.type_)]
+    if len(kept) == len(args.opts.aliases or ()):
+        return None
+    opts = copy.copy(args.opts)
+    opts.aliases = kept or None
+    return pulumi.ResourceTransformationResult(args.props, opts)
+
+
 def typed_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    """``r`` through the provider SDK class of its type, top-level inputs as keyword arguments
-    (nested objects stay wire-form dicts, as moe-ep's components pass them), without the class's
-    aliases to older API versions, as moe-ep registers them (``components.api_versions``)."""
+    """``r`` through the provider SDK's generated class for its type, top-level inputs as keyword
+    arguments (nested objects stay wire-form dicts), without the class's aliases to older API
+    versions (:func:`without_older_api_versions`)."""
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[without_older_api_versions]))
     package = r.type.split(":", 1)[0]
     args = {keyword(package, prop): value for prop, value in r.inputs.items()}
@@ -106,6 +126,7 @@ def register(resources: list[Registration], custom: CustomFactory = core_custom)
             ignore_changes=list(r.ignore_changes) or None,
             protect=r.protect or None,
             delete_before_replace=r.delete_before_replace or None,
+            version=r.version or None,
         )
         if r.custom:
             by_urn[r.urn] = custom(r, opts)
@@ -120,9 +141,9 @@ def register(resources: list[Registration], custom: CustomFactory = core_custom)
 
 def identity(resources: list[Registration]) -> list[tuple[Any, ...]]:
     """What must match between a run and its replay: type, name, parent, inputs, options (aliases
-    included: the replays send none, so a run that sent any would not match)."""
+    included: the replays send none, so a run that sent any would not match; the provider version)."""
     return [
         (r.urn, r.type, r.name, r.parent, r.custom, r.inputs, r.ignore_changes, r.dependencies, r.protect,
-         r.delete_before_replace, r.aliases)
+         r.delete_before_replace, r.aliases, r.version)
         for r in resources
     ]

@@ -1,10 +1,10 @@
 """The typed baseline Pulumi program: the fleet's registrations written by hand with the provider SDKs.
 
-Every custom resource the fleet registered is registered again through the class moe-ep itself uses
-for it (``pulumi_kubernetes.apps.v1.Deployment``, ``pulumi_kubernetes.apiextensions.CustomResource``
+Every custom resource the fleet registered is registered again through the provider SDK's generated
+class for its type (``pulumi_kubernetes.apps.v1.Deployment``, ``pulumi_kubernetes.apiextensions.CustomResource``
 for CRD-backed kinds, ``pulumi_random.RandomPassword``) with the same name, parent, inputs and
-options; components as in ``bare_program.py``. Time over ``bare_program.py``'s is the provider SDKs'
-cost; moe-ep's time over this one's is its own components and logic.
+options; components as in ``bare_program.py``. Time over ``bare_program.py``'s is the generated
+classes' cost; moe-ep registers most objects through ``KubernetesObject`` instead.
 """
 
 from benchmarks import replay

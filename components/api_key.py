@@ -12,7 +12,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .api_versions import component_options
 
 SECRET_KEY = "api-key"
 ENV_NAME = "VLLM_API_KEY"
@@ -51,7 +50,7 @@ class ApiKey(pulumi.ComponentResource):
         keepers: Optional[dict[str, str]] = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:ApiKey", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:ApiKey", resource_name, None, opts)
         password = random.RandomPassword(
             resource_name,
             length=length,

@@ -14,6 +14,7 @@ from typing import Any
 from .spec import AutoscalingSpec, ServiceSpec
 from .unit import LWS_API_VERSION
 
+HPA_API_VERSION = "autoscaling/v2"
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+PDB_API_VERSION = "policy/v1"
+
 
 def pdb_spec(match_labels: dict[str, str], *, max_unavailable: int | None = None, min_available: int | None = None) -> dict[str, Any]:
     """A policy/v1 PodDisruptionBudget spec. ``AlwaysAllow`` lets a drain evict pods that are not

@@ -23,7 +23,6 @@ import re
 from typing import Any, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 from grafana_foundation_sdk.builders import dashboard as gdash
 from grafana_foundation_sdk.builders import prometheus as gprom
 from grafana_foundation_sdk.builders import timeseries
@@ -32,7 +31,7 @@ from grafana_foundation_sdk.models import dashboard as gmodel
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import sizing, vllm
-from .api_versions import component_options
+from .kubernetes_object import KubernetesObject
 from .labels import service_labels
 from .pools import ROLE_LABEL, pool_labels
 from .spec import ServiceSpec
@@ -404,7 +403,7 @@ class Monitoring(pulumi.ComponentResource):
         args: MonitoringArgs | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:Monitoring", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:Monitoring", resource_name, None, opts)
         args = MonitoringArgs.model_validate(args)
         spec = args.service
         child = pulumi.ResourceOptions(parent=self)
@@ -412,18 +411,10 @@ class Monitoring(pulumi.ComponentResource):
         if args.router is not None:
             objects.append(service_monitor(spec, args.router.name, args.router.selector, args.router.port))
         objects.append(prometheus_rule(spec))
-        for obj in objects:
-            # Only `spec` besides metadata: the Python CustomResource passes no other top-level field.
-            k8s.apiextensions.CustomResource(
-                obj["metadata"]["name"],
-                api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], spec=obj["spec"], opts=child,
-            )
-        names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
         if spec.monitoring.dashboard.enabled:
-            config_map = dashboard_config_map(spec)
-            k8s.core.v1.ConfigMap(
-                config_map["metadata"]["name"], metadata=config_map["metadata"], data=config_map["data"], opts=child,
-            )
-            names.append(f"ConfigMap/{config_map['metadata']['name']}")
+            objects.append(dashboard_config_map(spec))
+        for obj in objects:
+            KubernetesObject(obj["metadata"]["name"], obj, child)
+        names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
         self.objects = names
         self.register_outputs({"objects": names})

@@ -15,7 +15,6 @@ from typing import Any, Literal, Mapping, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .api_versions import component_options
 from .node_pool import security_tier
 from .spec import ServiceSpec
 
@@ -62,7 +61,7 @@ class ServiceNamespace(pulumi.ComponentResource):
         service: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:ServiceNamespace", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:ServiceNamespace", resource_name, None, opts)
         spec = ServiceSpec.model_validate(service)
         self.name = spec.namespace
         self.namespace = k8s.core.v1.Namespace(

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from . import router, vllm
-from .api_versions import component_options
+from .kubernetes_object import KubernetesObject
 from .labels import component_labels
 from .spec import ServiceSpec
 
@@ -93,13 +92,12 @@ class NetworkPolicies(pulumi.ComponentResource):
         spec: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:NetworkPolicies", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:NetworkPolicies", resource_name, None, opts)
         spec = ServiceSpec.model_validate(spec)
         for name, policy in network_policies(spec).items():
-            k8s.networking.v1.NetworkPolicy(
-                name,
-                metadata={"name": name, "namespace": spec.namespace, "labels": component_labels(spec, "network")},
-                spec=policy,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            KubernetesObject(name, {
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "namespace": spec.namespace, "labels": component_labels(spec, "network")},
+                "spec": policy,
+            }, pulumi.ResourceOptions(parent=self))
         self.register_outputs({})

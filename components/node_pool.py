@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from .api_versions import component_options
+from .kubernetes_object import KubernetesObject
 from .placement import GPU_TAINT_KEY, RESTRICTED_CONTAINER, Placement, device_container
 from .labels import service_labels
 from .spec import DEEPEP_BACKENDS, NodePoolSpec, ServiceSpec, capacity
@@ -166,7 +165,7 @@ def field_manager(spec: ServiceSpec) -> str:
 
 
 def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
-    """The NodePatch inputs for one existing node: only what this service adds. Pure.
+    """The patch of one existing node (a ``kubernetes:core/v1:NodePatch``): only what this service adds. Pure.
 
     pulumi-kubernetes applies a Patch resource with server-side apply under its field manager and,
     when the resource is deleted, releases exactly the fields that manager owns; fields other
@@ -181,6 +180,8 @@ def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
     """
     assert spec.node_pool is not None and spec.node_pool.existing is not None
     patch: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {
             "name": node,
             "labels": dict(sorted(node_labels(spec).items())),
@@ -209,8 +210,8 @@ class GpuNodePool(pulumi.ComponentResource):
         PrefillPool("r1-prefill", spec, placement(spec, "prefill"), pulumi.ResourceOptions(depends_on=[pool]))
     """
 
-    node_pool: k8s.apiextensions.CustomResource | None
-    node_patches: list[k8s.core.v1.NodePatch]
+    node_pool: KubernetesObject | None
+    node_patches: list[KubernetesObject]
 
     def __init__(
         self,
@@ -218,7 +219,7 @@ class GpuNodePool(pulumi.ComponentResource):
         service: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:GpuNodePool", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:GpuNodePool", resource_name, None, opts)
         spec = ServiceSpec.model_validate(service)
         if spec.node_pool is None:
             raise ValueError(f"service {spec.name!r} has no node_pool section")
@@ -228,19 +229,13 @@ class GpuNodePool(pulumi.ComponentResource):
         self.node_pool = None
         self.node_patches = []
         if spec.node_pool.karpenter is not None:
-            self.node_pool = k8s.apiextensions.CustomResource(
-                resource_name,
-                api_version=KARPENTER_API_VERSION,
-                kind="NodePool",
-                metadata={"name": self.name, "labels": dict(sorted(service_labels(spec).items()))},
-                spec=karpenter_node_pool_spec(spec),
-                opts=child,
-            )
+            self.node_pool = KubernetesObject(resource_name, {
+                "apiVersion": KARPENTER_API_VERSION, "kind": "NodePool",
+                "metadata": {"name": self.name, "labels": dict(sorted(service_labels(spec).items()))},
+                "spec": karpenter_node_pool_spec(spec),
+            }, child)
         else:
             assert spec.node_pool.existing is not None
             for node in spec.node_pool.existing.nodes:
-                inputs = node_patch(spec, node)
-                self.node_patches.append(k8s.core.v1.NodePatch(
-                    f"{resource_name}-{node}", metadata=inputs["metadata"], spec=inputs.get("spec"), opts=child,
-                ))
+                self.node_patches.append(KubernetesObject(f"{resource_name}-{node}", node_patch(spec, node), child, patch=True))
         self.register_outputs({"name": self.name, "capacity": self.capacity})

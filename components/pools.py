@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from . import autoscaling, sizing, vllm
-from .api_versions import component_options
-from .disruption import unit_pdb_spec
+from .disruption import PDB_API_VERSION, unit_pdb_spec
+from .kubernetes_object import KubernetesObject
 from .labels import component_labels
 from .placement import Placement
 from .router import LLM_D_ROLE_LABEL, routing_sidecar
@@ -91,7 +90,7 @@ class ServingPool(pulumi.ComponentResource):
         placement: Placement | None = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__(f"moe-ep:index:{type(self).__name__}", resource_name, None, component_options(opts))
+        super().__init__(f"moe-ep:index:{type(self).__name__}", resource_name, None, opts)
         spec = ServiceSpec.model_validate(service)
         if self.role not in spec.pools():
             raise ValueError(f"service {spec.name!r} has no {self.role} pool")
@@ -104,18 +103,19 @@ class ServingPool(pulumi.ComponentResource):
         meta = {"name": self.name, "namespace": spec.namespace, "labels": pool_labels(spec, self.role)}
         auto = self.pool.autoscaling
         if auto is not None and auto.engine == "hpa":
-            k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                resource_name, metadata=meta, spec=autoscaling.hpa_spec(auto, self.name), opts=child
-            )
+            KubernetesObject(resource_name, {
+                "apiVersion": autoscaling.HPA_API_VERSION, "kind": "HorizontalPodAutoscaler", "metadata": meta,
+                "spec": autoscaling.hpa_spec(auto, self.name),
+            }, child)
         elif auto is not None:
-            k8s.apiextensions.CustomResource(
-                resource_name, api_version=autoscaling.KEDA_API_VERSION, kind="ScaledObject", metadata=meta,
-                spec=autoscaling.scaled_object_spec(auto, self.name, spec, self.role), opts=child,
-            )
-        k8s.policy.v1.PodDisruptionBudget(
-            resource_name, metadata=meta,
-            spec=unit_pdb_spec({LWS_NAME_LABEL: self.name}, self.pool.max_unavailable_units), opts=child,
-        )
+            KubernetesObject(resource_name, {
+                "apiVersion": autoscaling.KEDA_API_VERSION, "kind": "ScaledObject", "metadata": meta,
+                "spec": autoscaling.scaled_object_spec(auto, self.name, spec, self.role),
+            }, child)
+        KubernetesObject(resource_name, {
+            "apiVersion": PDB_API_VERSION, "kind": "PodDisruptionBudget", "metadata": meta,
+            "spec": unit_pdb_spec({LWS_NAME_LABEL: self.name}, self.pool.max_unavailable_units),
+        }, child)
         self.register_outputs({"name": self.name, "leader_address": self.unit.leader_address})
 
 

@@ -24,8 +24,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from . import vllm
-from .api_versions import component_options
-from .disruption import pdb_spec
+from .autoscaling import HPA_API_VERSION
+from .disruption import PDB_API_VERSION, pdb_spec
+from .kubernetes_object import KubernetesObject
 from .labels import component_labels
 from .scanning import skip_annotations
 from .spec import ServiceSpec
@@ -38,6 +39,8 @@ EPP_GRPC_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_METRICS_PORT = 9090
 INFERENCE_POOL_API = "inference.networking.k8s.io/v1"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 LLM_D_ROLE_LABEL = "llm-d.ai/role"
 ROUTER_COMPONENT = "router"
 SCHEDULER_COMPONENT = "scheduler"
@@ -392,7 +395,7 @@ class Router(pulumi.ComponentResource):
         spec: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:Router", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:Router", resource_name, None, opts)
         spec = ServiceSpec.model_validate(spec)
         n, ns = names(spec), spec.namespace
         child = pulumi.ResourceOptions(parent=self)
@@ -400,65 +403,54 @@ class Router(pulumi.ComponentResource):
         def meta(name: str, component: str) -> dict[str, Any]:
             return {"name": name, "namespace": ns, "labels": component_labels(spec, component)}
 
+        def register(name: str, component: str, api_version: str, kind: str, opts: pulumi.ResourceOptions = child,
+                     annotations: Mapping[str, str] | None = None, **fields: Any) -> KubernetesObject:
+            metadata = meta(name, component) | ({"annotations": dict(annotations)} if annotations else {})
+            return KubernetesObject(name, {"apiVersion": api_version, "kind": kind, "metadata": metadata, **fields}, opts)
+
         if spec.router_mode == "llm-d":
-            k8s.core.v1.ServiceAccount(n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
-                                       automount_service_account_token=False, opts=child)
-            k8s.rbac.v1.Role(n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT), rules=scheduler_rules(), opts=child)
-            k8s.rbac.v1.RoleBinding(
-                n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["scheduler"]},
-                subjects=[{"kind": "ServiceAccount", "name": n["scheduler"], "namespace": ns}], opts=child,
-            )
-            k8s.core.v1.ConfigMap(n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
-                                  data={"scheduler.yaml": scheduler_config(spec)}, opts=child)
-            k8s.apps.v1.Deployment(
-                n["scheduler"],
-                metadata={**meta(n["scheduler"], SCHEDULER_COMPONENT), "annotations": skip_annotations("image", "scheduler")},
+            scheduler = n["scheduler"]
+            register(scheduler, SCHEDULER_COMPONENT, "v1", "ServiceAccount", automountServiceAccountToken=False)
+            register(scheduler, SCHEDULER_COMPONENT, RBAC_API_VERSION, "Role", rules=scheduler_rules())
+            register(scheduler, SCHEDULER_COMPONENT, RBAC_API_VERSION, "RoleBinding",
+                     roleRef={"apiGroup": RBAC_GROUP, "kind": "Role", "name": scheduler},
+                     subjects=[{"kind": "ServiceAccount", "name": scheduler, "namespace": ns}])
+            register(scheduler, SCHEDULER_COMPONENT, "v1", "ConfigMap", data={"scheduler.yaml": scheduler_config(spec)})
+            register(
+                scheduler, SCHEDULER_COMPONENT, "apps/v1", "Deployment", annotations=skip_annotations("image", "scheduler"),
                 # One replica: the prefix-cache index lives in its memory; Recreate avoids two.
                 spec={"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector(spec, SCHEDULER_COMPONENT)},
                       "template": scheduler_pod(spec)},
-                opts=child,
             )
-            k8s.core.v1.Service(
-                n["scheduler"], metadata=meta(n["scheduler"], SCHEDULER_COMPONENT),
-                spec={"type": "ClusterIP", "selector": selector(spec, SCHEDULER_COMPONENT), "ports": [
-                    {"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
-                    {"name": "metrics", "port": EPP_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
-                ]},
-                opts=child,
-            )
-            k8s.apiextensions.CustomResource(
-                n["pool"], api_version=INFERENCE_POOL_API, kind="InferencePool",
-                metadata=meta(n["pool"], "inference-pool"), spec=inference_pool_spec(spec), opts=child,
-            )
+            register(scheduler, SCHEDULER_COMPONENT, "v1", "Service", spec={"type": "ClusterIP", "selector": selector(spec, SCHEDULER_COMPONENT), "ports": [
+                {"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
+                {"name": "metrics", "port": EPP_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+            ]})
+            register(n["pool"], "inference-pool", INFERENCE_POOL_API, "InferencePool", spec=inference_pool_spec(spec))
         else:
-            k8s.core.v1.Service(
-                n["backends"], metadata=meta(n["backends"], ROUTER_COMPONENT),
-                spec={"clusterIP": "None", "selector": {**serving_selector(spec), "app.kubernetes.io/component": "decode"},
-                      "ports": [{"name": "http", "port": vllm.SERVE_PORT, "targetPort": "http", "protocol": "TCP"}]},
-                opts=child,
-            )
-        k8s.core.v1.ConfigMap(n["router"], metadata=meta(n["router"], ROUTER_COMPONENT), data={"envoy.yaml": envoy_config(spec)}, opts=child)
-        k8s.apps.v1.Deployment(
-            n["router"], metadata={**meta(n["router"], ROUTER_COMPONENT), "annotations": skip_annotations("image")},
+            register(n["backends"], ROUTER_COMPONENT, "v1", "Service", spec={
+                "clusterIP": "None", "selector": {**serving_selector(spec), "app.kubernetes.io/component": "decode"},
+                "ports": [{"name": "http", "port": vllm.SERVE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            })
+        router = n["router"]
+        register(router, ROUTER_COMPONENT, "v1", "ConfigMap", data={"envoy.yaml": envoy_config(spec)})
+        register(
+            router, ROUTER_COMPONENT, "apps/v1", "Deployment", annotations=skip_annotations("image"),
             spec={"replicas": spec.router.min_replicas, "selector": {"matchLabels": selector(spec, ROUTER_COMPONENT)},
                   "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                   "template": proxy_pod(spec)},
             # The HPA owns replicas once it exists.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
         )
+        # Typed: the router's endpoint, which callers read (spec.cluster_ip, status.load_balancer).
         self.service = k8s.core.v1.Service(
-            n["router"], metadata=meta(n["router"], ROUTER_COMPONENT),
+            router, metadata=meta(router, ROUTER_COMPONENT),
             spec={"type": spec.router.service_type, "selector": selector(spec, ROUTER_COMPONENT),
                   "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
             opts=child,
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            n["router"], metadata=meta(n["router"], ROUTER_COMPONENT), spec=proxy_autoscaler_spec(spec), opts=child,
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            n["router"], metadata=meta(n["router"], ROUTER_COMPONENT),
-            spec=pdb_spec(selector(spec, ROUTER_COMPONENT), min_available=1), opts=child,
-        )
+        register(router, ROUTER_COMPONENT, HPA_API_VERSION, "HorizontalPodAutoscaler", spec=proxy_autoscaler_spec(spec))
+        register(router, ROUTER_COMPONENT, PDB_API_VERSION, "PodDisruptionBudget",
+                 spec=pdb_spec(selector(spec, ROUTER_COMPONENT), min_available=1))
         self.endpoint = pulumi.Output.from_input(endpoint(spec))
         self.register_outputs({"endpoint": self.endpoint, "name": n["router"]})

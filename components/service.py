@@ -7,7 +7,6 @@ from typing import Any, Mapping, Optional
 import pulumi
 
 from .api_key import ApiKey
-from .api_versions import component_options
 from .labels import service_labels
 from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
 from .namespace import ServiceNamespace
@@ -50,7 +49,7 @@ class MoEEPService(pulumi.ComponentResource):
         spec: ServiceSpec | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:MoEEPService", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:MoEEPService", resource_name, None, opts)
         spec = ServiceSpec.model_validate(spec)
         self.spec = spec
         self.namespace = (

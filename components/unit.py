@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api_versions import component_options
+from .kubernetes_object import KubernetesObject
 from .placement import Placement
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
@@ -217,7 +217,7 @@ class DistributedUnit(pulumi.ComponentResource):
         pulumi.export("decode", unit.leader_address)
     """
 
-    leader_worker_set: k8s.apiextensions.CustomResource
+    leader_worker_set: KubernetesObject
     service: k8s.core.v1.Service
     leader_address: pulumi.Output[str]
 
@@ -227,19 +227,15 @@ class DistributedUnit(pulumi.ComponentResource):
         args: DistributedUnitArgs | Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("moe-ep:index:DistributedUnit", resource_name, None, component_options(opts))
+        super().__init__("moe-ep:index:DistributedUnit", resource_name, None, opts)
         args = DistributedUnitArgs.model_validate(args)
         child = pulumi.ResourceOptions(parent=self)
         self.args = args
-        self.leader_worker_set = k8s.apiextensions.CustomResource(
+        self.leader_worker_set = KubernetesObject(
             resource_name,
-            api_version=LWS_API_VERSION,
-            kind="LeaderWorkerSet",
-            metadata=lws_metadata(args),
-            spec=leader_worker_set_spec(args),
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"] if args.autoscaled else None)
-            ),
+            {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "metadata": lws_metadata(args),
+             "spec": leader_worker_set_spec(args)},
+            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"] if args.autoscaled else None)),
         )
         self.service = k8s.core.v1.Service(
             f"{resource_name}-leader",

@@ -41,6 +41,8 @@ class Registration:
     delete_before_replace: bool = False
     aliases: tuple[str, ...] = ()
     """Each alias sent with the registration, as compact JSON of its wire form."""
+    version: str = ""
+    """The provider plugin version the registration asks for ("" for a component or none)."""
 
     @property
     def kind(self) -> str:
@@ -110,6 +112,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                 protect=bool(request.protect),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 aliases=tuple(_alias_text(alias) for alias in request.aliases),
+                version=request.version,
             ))
         return response
 

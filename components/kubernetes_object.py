@@ -1,0 +1,74 @@
+"""A Kubernetes object registered from its manifest.
+
+moe-ep builds every object as a complete manifest in pure functions (pod templates, policies,
+autoscalers, dashboards) and registers most of them through :class:`KubernetesObject`, one small
+class, rather than pulumi-kubernetes' generated class per kind. Those classes give a manifest that
+is already complete nothing it needs, and they cost on every object: a typed output object built
+for every nested field of the returned state, option merges, and aliases to the kind's older API
+versions (``extensions/v1beta1`` for a Deployment) that a stack which never used those versions can
+only pay for (``make bench`` measures the difference as typed/core).
+
+The components keep a typed class where callers read an object's outputs by name (the router's and
+each unit's Service, the namespace) or where the class knows which outputs are secret (the API-key
+Secret). Either way the engine receives the same registration: the kind's pulumi-kubernetes type
+token, the manifest's fields as inputs, and the provider version pulumi-kubernetes pins
+(``tests/test_kubernetes_object.py`` registers both ways and compares).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+import pulumi
+from pulumi_kubernetes import _utilities as provider_sdk
+
+_CORE_GROUP_VERSION = "v1"
+
+
+def provider_type(api_version: str, kind: str) -> str:
+    """pulumi-kubernetes' type token for ``kind`` at ``api_version``: ``kubernetes:apps/v1:Deployment``;
+    the core group, whose apiVersion has no group, is ``core`` (``kubernetes:core/v1:Service``)."""
+    if not api_version or not kind:
+        raise ValueError(f"a Kubernetes manifest needs apiVersion and kind, got {api_version!r} and {kind!r}")
+    group_version = f"core/{api_version}" if api_version == _CORE_GROUP_VERSION else api_version
+    return f"kubernetes:{group_version}:{kind}"
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """One Kubernetes object: ``manifest`` (``apiVersion``, ``kind``, ``metadata`` and the kind's
+    other top-level fields in their wire spelling, ``spec``, ``data``, ``rules``, ...) registered with
+    the pulumi-kubernetes provider under its type token (:func:`provider_type`).
+
+    ``patch=True`` registers a server-side apply patch of an object someone else owns instead
+    (pulumi-kubernetes' ``<Kind>Patch`` types, ``kubernetes:core/v1:NodePatch``): only the fields
+    the manifest names are applied, and deleting the resource takes back only those.
+
+    The outputs are the manifest's top-level fields, untyped: ``obj.metadata``, ``obj.spec``.
+
+    Example::
+
+        KubernetesObject("r1-router", {
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "r1-router", "namespace": "llm"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "r1-router"}}},
+        }, opts=pulumi.ResourceOptions(parent=router))
+    """
+
+    if TYPE_CHECKING:
+        # For type checkers only: the SDK re-reads a resource class's annotations every time one
+        # of its objects resolves its outputs, a cost this class, registered for most objects, avoids.
+        metadata: pulumi.Output[Any]
+        spec: pulumi.Output[Any]
+
+    def __init__(
+        self,
+        resource_name: str,
+        manifest: Mapping[str, Any],
+        opts: Optional[pulumi.ResourceOptions] = None,
+        patch: bool = False,
+    ) -> None:
+        kind = manifest.get("kind", "")
+        type_ = provider_type(manifest.get("apiVersion", ""), f"{kind}Patch" if patch and kind else kind)
+        # The provider version and plugin source pulumi-kubernetes' own classes pin; a caller's win.
+        opts = pulumi.ResourceOptions.merge(provider_sdk.get_resource_opts_defaults(), opts)
+        super().__init__(type_, resource_name, dict(manifest), opts)
