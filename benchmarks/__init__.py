@@ -2,8 +2,8 @@
 
 - ``preview``: wall time of planning each stack (in-process and through the ``moe-ep`` command).
 - ``fleet``: N prod-like services in one program against two replays of the same registrations
-  under the same mocks: the bare Pulumi SDK (core, the issue's metric) and the provider SDK classes
-  moe-ep uses (typed, moe-ep's own overhead).
+  under the same mocks: the bare Pulumi SDK (core, the issue's metric) and the provider SDKs'
+  generated classes (typed: the same objects written by hand the usual way).
 - ``blast_radius``: how many vLLM pod templates (and objects) typical day-2 changes to the prod
   stack touch.
 

@@ -43,7 +43,9 @@ class KubernetesObject(pulumi.CustomResource):
     (pulumi-kubernetes' ``<Kind>Patch`` types, ``kubernetes:core/v1:NodePatch``): only the fields
     the manifest names are applied, and deleting the resource takes back only those.
 
-    The outputs are the manifest's top-level fields, untyped: ``obj.metadata``, ``obj.spec``.
+    The outputs are the manifest's top-level fields, untyped and under their wire names:
+    ``obj.metadata``, ``obj.spec`` (a ConfigMap has ``obj.data`` and no ``spec``). There is no
+    ``status``: where callers need an object's live state, the components keep the typed class.
 
     Example::
 
@@ -58,7 +60,6 @@ class KubernetesObject(pulumi.CustomResource):
         # For type checkers only: the SDK re-reads a resource class's annotations every time one
         # of its objects resolves its outputs, a cost this class, registered for most objects, avoids.
         metadata: pulumi.Output[Any]
-        spec: pulumi.Output[Any]
 
     def __init__(
         self,

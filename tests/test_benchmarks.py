@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 
+import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from benchmarks import __main__ as bench
 from benchmarks import blast_radius, fleet, preview, replay
+from moe_ep import engine
 from moe_ep.engine import Registration
 
 from .conftest import ROOT, planned
@@ -50,7 +52,7 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
     assert sorted(replay.identity(core.resources), key=repr) == expected
     assert not any(r.type.startswith("moe-ep:") and r.custom for r in core.resources)
 
-    # The typed replay builds each object with the provider SDK class moe-ep uses for it.
+    # The typed replay builds each object with the provider SDK's generated class for its type.
     built: dict[str, set[type]] = {}
     typed_custom = replay.typed_custom
 
@@ -74,6 +76,42 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
     assert classes["kubernetes:monitoring.coreos.com/v1:PodMonitor"] is k8s.apiextensions.CustomResource
     assert classes["random:index/randomPassword:RandomPassword"] is pulumi_random.RandomPassword
     assert all(c.__module__.startswith(("pulumi_kubernetes.", "pulumi_random.")) for c in classes.values()), classes
+
+
+def test_every_stack_replays_identically_through_both_baselines(stack):
+    # Each stack holds kinds the others lack (a Karpenter NodePool, a KEDA ScaledObject, llm-d's
+    # scheduler objects): the generated class for each must register what moe-ep registered.
+    resources = planned(stack).run.resources
+    expected = sorted(replay.identity(resources), key=repr)
+    for program in (fleet.BARE_PROGRAM, fleet.TYPED_PROGRAM):
+        replay.hand_over(resources)
+        replayed = engine.run_program(program, {}, stack).resources  # the stack's name: the same URNs
+        assert sorted(replay.identity(replayed), key=repr) == expected, program.name
+
+
+def _without_older_api_versions(type_: str, aliases: list) -> pulumi.ResourceTransformationResult | None:
+    args = pulumi.ResourceTransformationArgs(
+        resource=None, type_=type_, name="x", props={}, opts=pulumi.ResourceOptions(aliases=aliases),
+    )
+    return replay.without_older_api_versions(args)
+
+
+def test_typed_replay_drops_only_the_provider_classes_aliases():
+    deployment = "kubernetes:apps/v1:Deployment"
+    kept_by_name = pulumi.Alias(name="old-name")
+    kept_other_kind = pulumi.Alias(type_="kubernetes:apps/v1:StatefulSet")
+    kept_with_parent = pulumi.Alias(type_="kubernetes:apps/v1beta1:Deployment", parent="urn:pulumi:s::p::a:b:C::c")
+    result = _without_older_api_versions(deployment, [
+        pulumi.Alias(type_="kubernetes:apps/v1beta1:Deployment"), kept_by_name,
+        pulumi.Alias(type_="kubernetes:extensions/v1beta1:Deployment"), kept_other_kind, kept_with_parent,
+    ])
+    assert result is not None and result.opts.aliases == [kept_by_name, kept_other_kind, kept_with_parent]
+    random_alias = [pulumi.Alias(type_="random:index/x:RandomPassword")]
+    assert _without_older_api_versions("random:index/randomPassword:RandomPassword", random_alias) is None
+    assert _without_older_api_versions(deployment, []) is None
+    assert _without_older_api_versions(deployment, [pulumi.Alias(name="old")]) is None
+    only_older = _without_older_api_versions(deployment, [pulumi.Alias(type_="kubernetes:apps/v1beta2:Deployment")])
+    assert only_older is not None and only_older.opts.aliases is None
 
 
 def test_typed_replay_keywords_and_classes():

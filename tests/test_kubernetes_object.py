@@ -11,6 +11,7 @@ import pytest
 
 from components.kubernetes_object import provider_type
 from components.spec import SERVICE_KEY, read_stack_config
+from benchmarks import replay
 from moe_ep import engine
 
 from .conftest import ROOT, planned
@@ -18,10 +19,23 @@ from .conftest import ROOT, planned
 PROVIDER_VERSION = importlib.metadata.version("pulumi_kubernetes")
 
 
-def test_provider_type_follows_pulumi_kubernetes_tokens():
-    assert provider_type("v1", "ConfigMap") == "kubernetes:core/v1:ConfigMap"
-    assert provider_type("apps/v1", "Deployment") == "kubernetes:apps/v1:Deployment"
-    assert provider_type("rbac.authorization.k8s.io/v1", "Role") == "kubernetes:rbac.authorization.k8s.io/v1:Role"
+BUILT_IN = [
+    ("v1", "ConfigMap", "kubernetes:core/v1:ConfigMap"),
+    ("apps/v1", "Deployment", "kubernetes:apps/v1:Deployment"),
+    ("rbac.authorization.k8s.io/v1", "Role", "kubernetes:rbac.authorization.k8s.io/v1:Role"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"),
+    ("v1", "NodePatch", "kubernetes:core/v1:NodePatch"),
+]
+
+
+@pytest.mark.parametrize(("api_version", "kind", "token"), BUILT_IN)
+def test_provider_type_is_the_token_pulumi_kubernetes_registers(api_version, kind, token):
+    assert provider_type(api_version, kind) == token
+    # The SDK's own table of tokens has a class for it: the token is one the provider knows.
+    assert replay.provider_class(token) is not None
+
+
+def test_provider_type_of_a_custom_resource_and_bad_input():
     assert provider_type("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet") == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
     with pytest.raises(ValueError, match="apiVersion and kind"):
         provider_type("", "ConfigMap")
@@ -29,43 +43,53 @@ def test_provider_type_follows_pulumi_kubernetes_tokens():
         provider_type("v1", "")
 
 
-# Each case: a typed pulumi-kubernetes class with its keyword arguments, and the same object as a
-# manifest. The program registers both; the engine must receive the same type, inputs and version.
+# The program registers each manifest twice: through the provider SDK's class for the kind (its
+# fields as keyword arguments; apiextensions.CustomResource for a CRD's kind) and as a
+# KubernetesObject. The engine must receive the same registration both ways.
 PAIRS_PROGRAM = textwrap.dedent("""
     import pulumi
     import pulumi_kubernetes as k8s
-    from components.kubernetes_object import KubernetesObject
+    from benchmarks import replay
+    from components.kubernetes_object import KubernetesObject, provider_type
 
     meta = {"name": "x", "namespace": "llm", "labels": {"app": "x"}}
+    selector = {"matchLabels": {"app": "x"}}
     pod = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}
+    rbac = "rbac.authorization.k8s.io"
     cases = {
-        "deployment": (k8s.apps.v1.Deployment, {"metadata": meta, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "template": pod}},
-                       {"apiVersion": "apps/v1", "kind": "Deployment"}, False),
-        "config-map": (k8s.core.v1.ConfigMap, {"metadata": meta, "data": {"a.yaml": "b: 1"}},
-                       {"apiVersion": "v1", "kind": "ConfigMap"}, False),
-        "service-account": (k8s.core.v1.ServiceAccount, {"metadata": meta, "automount_service_account_token": False},
-                            {"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False}, False),
-        "role-binding": (k8s.rbac.v1.RoleBinding,
-                         {"metadata": meta, "role_ref": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"},
-                          "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "llm"}]},
-                         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"},
-                          "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "llm"}]}, False),
-        "hpa": (k8s.autoscaling.v2.HorizontalPodAutoscaler,
-                {"metadata": meta, "spec": {"maxReplicas": 3, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}}},
-                {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"}, False),
-        "node": (k8s.core.v1.NodePatch, {"metadata": {"name": "gpu-1", "labels": {"pool": "x"}}, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}},
-                 {"apiVersion": "v1", "kind": "Node"}, True),
+        "deployment": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                       "spec": {"replicas": 2, "selector": selector, "template": pod}},
+        "config-map": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a.yaml": "b: 1"}},
+        "service-account": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False},
+        "service": {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                    "spec": {"selector": {"app": "x"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
+        "role": {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta,
+                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+        "role-binding": {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
+                         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "x"},
+                         "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "llm"}]},
+        "hpa": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
+                "spec": {"maxReplicas": 3, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}}},
+        "pdb": {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta, "spec": {"maxUnavailable": 1, "selector": selector}},
+        "network-policy": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+                           "spec": {"podSelector": selector, "policyTypes": ["Ingress"]}},
+        "node": {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1", "labels": {"pool": "x"}},
+                 "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}},
+        "lws": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": meta, "spec": {"replicas": 1}},
+        "scaled-object": {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": meta,
+                          "spec": {"scaleTargetRef": {"name": "x"}, "triggers": []}},
     }
+    patches = {"node"}
+    # The HPA owns replicas: the option must reach the engine the same way from both classes.
+    options = {"deployment": pulumi.ResourceOptions(ignore_changes=["spec.replicas"])}
     objects = {}
-    for case, (cls, kwargs, wire, patch) in cases.items():
-        cls(f"typed-{case}", **kwargs)
-        manifest = {**wire, **{k: v for k, v in kwargs.items() if k in ("metadata", "spec", "data", "subjects")}}
-        objects[case] = KubernetesObject(f"object-{case}", manifest, patch=patch)
-    k8s.apiextensions.CustomResource("typed-lws", api_version="leaderworkerset.x-k8s.io/v1", kind="LeaderWorkerSet",
-                                     metadata=meta, spec={"replicas": 1})
-    KubernetesObject("object-lws", {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                                    "metadata": meta, "spec": {"replicas": 1}})
+    for case, manifest in cases.items():
+        kind = manifest["kind"] + ("Patch" if case in patches else "")
+        cls = replay.provider_class(provider_type(manifest["apiVersion"], kind)) or k8s.apiextensions.CustomResource
+        cls(f"typed-{case}", opts=options.get(case), **{replay.keyword("kubernetes", k): v for k, v in manifest.items()})
+        objects[case] = KubernetesObject(f"object-{case}", manifest, options.get(case), patch=case in patches)
+    # A caller's provider version wins over the pinned one.
+    KubernetesObject("pinned", cases["config-map"], pulumi.ResourceOptions(version="4.99.0"))
     # Outputs are the manifest's top-level fields, as the engine returns them.
     pulumi.export("namespace", objects["deployment"].metadata.apply(lambda m: m["namespace"]))
     pulumi.export("replicas", objects["deployment"].spec.apply(lambda s: s["replicas"]))
@@ -79,17 +103,20 @@ def test_registers_what_the_typed_class_registers_without_its_aliases(tmp_path):
     run = engine.run_program(program, {}, "dev")
     by_name = {r.name: r for r in run.resources}
     cases = sorted(name.removeprefix("object-") for name in by_name if name.startswith("object-"))
-    assert cases == ["config-map", "deployment", "hpa", "lws", "node", "role-binding", "service-account"]
+    assert len(cases) == 12
     for case in cases:
         typed, obj = by_name[f"typed-{case}"], by_name[f"object-{case}"]
-        assert (obj.type, obj.inputs, obj.version, obj.custom) == (typed.type, typed.inputs, typed.version, typed.custom), case
+        assert (obj.type, obj.inputs, obj.version, obj.custom, obj.ignore_changes) == (
+            typed.type, typed.inputs, typed.version, typed.custom, typed.ignore_changes), case
         assert obj.version == PROVIDER_VERSION
         assert obj.aliases == ()
     assert by_name["object-node"].type == "kubernetes:core/v1:NodePatch"
+    assert by_name["object-deployment"].ignore_changes == ("spec.replicas",)
+    assert by_name["pinned"].version == "4.99.0"
     # The typed classes carry aliases to older API versions; the test would not notice a change otherwise.
     alias_types = {json.loads(a)["spec"]["type"] for a in by_name["typed-deployment"].aliases}
     assert alias_types == {"kubernetes:apps/v1beta1:Deployment", "kubernetes:apps/v1beta2:Deployment", "kubernetes:extensions/v1beta1:Deployment"}
-    assert by_name["typed-hpa"].aliases
+    assert by_name["typed-hpa"].aliases and by_name["typed-pdb"].aliases
     assert run.outputs == {"namespace": "llm", "replicas": 2, "data": {"a.yaml": "b: 1"}}
 
 
