@@ -127,6 +127,7 @@ def register(resources: list[Registration], custom: CustomFactory = core_custom)
             protect=r.protect or None,
             delete_before_replace=r.delete_before_replace or None,
             version=r.version or None,
+            additional_secret_outputs=list(r.additional_secret_outputs) or None,
         )
         if r.custom:
             by_urn[r.urn] = custom(r, opts)
@@ -141,9 +142,10 @@ def register(resources: list[Registration], custom: CustomFactory = core_custom)
 
 def identity(resources: list[Registration]) -> list[tuple[Any, ...]]:
     """What must match between a run and its replay: type, name, parent, inputs, options (aliases
-    included: the replays send none, so a run that sent any would not match; the provider version)."""
+    included: the replays send none, so a run that sent any would not match; the provider version
+    and the outputs kept secret)."""
     return [
         (r.urn, r.type, r.name, r.parent, r.custom, r.inputs, r.ignore_changes, r.dependencies, r.protect,
-         r.delete_before_replace, r.aliases, r.version)
+         r.delete_before_replace, r.aliases, r.version, r.additional_secret_outputs)
         for r in resources
     ]

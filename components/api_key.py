@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from .kubernetes_object import KubernetesObject
 
 SECRET_KEY = "api-key"
 ENV_NAME = "VLLM_API_KEY"
@@ -59,11 +59,13 @@ class ApiKey(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
         )
         self.value = pulumi.Output.secret(password.result)
-        self.secret = k8s.core.v1.Secret(
+        self.secret = KubernetesObject(
             resource_name,
-            metadata={"name": secret_name(service), "namespace": namespace, "labels": labels},
-            type="Opaque",
-            string_data={SECRET_KEY: self.value},
-            opts=pulumi.ResourceOptions(parent=self),
+            {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": secret_name(service), "namespace": namespace, "labels": labels},
+             "stringData": {SECRET_KEY: self.value}},
+            # As pulumi-kubernetes' Secret class does: the key stays encrypted in the state under
+            # both spellings, including the base64 `data` the provider returns.
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
         self.register_outputs({"secret": secret_name(service)})

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from .kubernetes_object import KubernetesObject
 from .node_pool import security_tier
 from .spec import ServiceSpec
 
@@ -52,7 +52,7 @@ class ServiceNamespace(pulumi.ComponentResource):
         pulumi.export("namespace", ns.name)
     """
 
-    namespace: k8s.core.v1.Namespace
+    namespace: KubernetesObject
     name: str
 
     def __init__(
@@ -64,9 +64,7 @@ class ServiceNamespace(pulumi.ComponentResource):
         super().__init__("moe-ep:index:ServiceNamespace", resource_name, None, opts)
         spec = ServiceSpec.model_validate(service)
         self.name = spec.namespace
-        self.namespace = k8s.core.v1.Namespace(
-            resource_name,
-            metadata={"name": spec.namespace, "labels": namespace_labels(spec)},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.namespace = KubernetesObject(resource_name, {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace, "labels": namespace_labels(spec)},
+        }, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"name": self.name})

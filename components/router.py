@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 import yaml
 
 from . import vllm
@@ -442,13 +441,10 @@ class Router(pulumi.ComponentResource):
             # The HPA owns replicas once it exists.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
         )
-        # Typed: the router's endpoint, which callers read (spec.cluster_ip, status.load_balancer).
-        self.service = k8s.core.v1.Service(
-            router, metadata=meta(router, ROUTER_COMPONENT),
-            spec={"type": spec.router.service_type, "selector": selector(spec, ROUTER_COMPONENT),
-                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
-            opts=child,
-        )
+        self.service = register(router, ROUTER_COMPONENT, "v1", "Service", spec={
+            "type": spec.router.service_type, "selector": selector(spec, ROUTER_COMPONENT),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        })
         register(router, ROUTER_COMPONENT, HPA_API_VERSION, "HorizontalPodAutoscaler", spec=proxy_autoscaler_spec(spec))
         register(router, ROUTER_COMPONENT, PDB_API_VERSION, "PodDisruptionBudget",
                  spec=pdb_spec(selector(spec, ROUTER_COMPONENT), min_available=1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
 from .kubernetes_object import KubernetesObject
@@ -218,7 +217,7 @@ class DistributedUnit(pulumi.ComponentResource):
     """
 
     leader_worker_set: KubernetesObject
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     leader_address: pulumi.Output[str]
 
     def __init__(
@@ -237,11 +236,10 @@ class DistributedUnit(pulumi.ComponentResource):
              "spec": leader_worker_set_spec(args)},
             pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"] if args.autoscaled else None)),
         )
-        self.service = k8s.core.v1.Service(
-            f"{resource_name}-leader",
-            metadata={"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items()))},
-            spec=leader_service_spec(args),
-            opts=child,
-        )
+        self.service = KubernetesObject(f"{resource_name}-leader", {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items()))},
+            "spec": leader_service_spec(args),
+        }, child)
         self.leader_address = pulumi.Output.from_input(f"{args.name}.{args.namespace}.svc.cluster.local")
         self.register_outputs({"leader_address": self.leader_address, "name": args.name})

@@ -43,6 +43,8 @@ class Registration:
     """Each alias sent with the registration, as compact JSON of its wire form."""
     version: str = ""
     """The provider plugin version the registration asks for ("" for a component or none)."""
+    additional_secret_outputs: tuple[str, ...] = ()
+    """Outputs the engine must keep secret in the state beyond those with secret inputs (sorted)."""
 
     @property
     def kind(self) -> str:
@@ -113,6 +115,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 aliases=tuple(_alias_text(alias) for alias in request.aliases),
                 version=request.version,
+                additional_secret_outputs=tuple(sorted(set(request.additionalSecretOutputs))),
             ))
         return response
 

@@ -61,6 +61,8 @@ PAIRS_PROGRAM = textwrap.dedent("""
                        "spec": {"replicas": 2, "selector": selector, "template": pod}},
         "config-map": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a.yaml": "b: 1"}},
         "service-account": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False},
+        "secret": {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": {"k": "v"}},
+        "namespace": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "llm", "labels": {"a": "b"}}},
         "service": {"apiVersion": "v1", "kind": "Service", "metadata": meta,
                     "spec": {"selector": {"app": "x"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
         "role": {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta,
@@ -82,18 +84,23 @@ PAIRS_PROGRAM = textwrap.dedent("""
     patches = {"node"}
     # The HPA owns replicas: the option must reach the engine the same way from both classes.
     options = {"deployment": pulumi.ResourceOptions(ignore_changes=["spec.replicas"])}
+    # What the Secret class knows, the caller of KubernetesObject says (as components/api_key.py does).
+    object_options = {"secret": pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])}
     objects = {}
     for case, manifest in cases.items():
         kind = manifest["kind"] + ("Patch" if case in patches else "")
         cls = replay.provider_class(provider_type(manifest["apiVersion"], kind)) or k8s.apiextensions.CustomResource
         cls(f"typed-{case}", opts=options.get(case), **{replay.keyword("kubernetes", k): v for k, v in manifest.items()})
-        objects[case] = KubernetesObject(f"object-{case}", manifest, options.get(case), patch=case in patches)
+        opts = object_options.get(case, options.get(case))
+        objects[case] = KubernetesObject(f"object-{case}", manifest, opts, patch=case in patches)
     # A caller's provider version wins over the pinned one.
     KubernetesObject("pinned", cases["config-map"], pulumi.ResourceOptions(version="4.99.0"))
     # Outputs are the manifest's top-level fields, as the engine returns them.
     pulumi.export("namespace", objects["deployment"].metadata.apply(lambda m: m["namespace"]))
     pulumi.export("replicas", objects["deployment"].spec.apply(lambda s: s["replicas"]))
     pulumi.export("data", objects["config-map"].data)
+    # No status under mocks (the mock returns the inputs); the output exists, as on a typed class.
+    pulumi.export("status", objects["service"].status)
 """)
 
 
@@ -103,21 +110,22 @@ def test_registers_what_the_typed_class_registers_without_its_aliases(tmp_path):
     run = engine.run_program(program, {}, "dev")
     by_name = {r.name: r for r in run.resources}
     cases = sorted(name.removeprefix("object-") for name in by_name if name.startswith("object-"))
-    assert len(cases) == 12
+    assert len(cases) == 14
     for case in cases:
         typed, obj = by_name[f"typed-{case}"], by_name[f"object-{case}"]
-        assert (obj.type, obj.inputs, obj.version, obj.custom, obj.ignore_changes) == (
-            typed.type, typed.inputs, typed.version, typed.custom, typed.ignore_changes), case
+        assert (obj.type, obj.inputs, obj.version, obj.custom, obj.ignore_changes, obj.additional_secret_outputs) == (
+            typed.type, typed.inputs, typed.version, typed.custom, typed.ignore_changes, typed.additional_secret_outputs), case
         assert obj.version == PROVIDER_VERSION
         assert obj.aliases == ()
     assert by_name["object-node"].type == "kubernetes:core/v1:NodePatch"
     assert by_name["object-deployment"].ignore_changes == ("spec.replicas",)
     assert by_name["pinned"].version == "4.99.0"
+    assert by_name["object-secret"].additional_secret_outputs == ("data", "stringData")
     # The typed classes carry aliases to older API versions; the test would not notice a change otherwise.
     alias_types = {json.loads(a)["spec"]["type"] for a in by_name["typed-deployment"].aliases}
     assert alias_types == {"kubernetes:apps/v1beta1:Deployment", "kubernetes:apps/v1beta2:Deployment", "kubernetes:extensions/v1beta1:Deployment"}
     assert by_name["typed-hpa"].aliases and by_name["typed-pdb"].aliases
-    assert run.outputs == {"namespace": "llm", "replicas": 2, "data": {"a.yaml": "b: 1"}}
+    assert run.outputs == {"namespace": "llm", "replicas": 2, "data": {"a.yaml": "b: 1"}, "status": None}
 
 
 def test_every_stack_object_pins_the_provider_and_carries_no_alias(stack):
@@ -127,6 +135,8 @@ def test_every_stack_object_pins_the_provider_and_carries_no_alias(stack):
     # Kinds whose typed classes carry aliases, so the check has teeth.
     assert kinds & {"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
     assert {r.version for r in objects} == {PROVIDER_VERSION}
+    # The API key stays encrypted in the state under both of the Secret's spellings.
+    assert {r.kind: r.additional_secret_outputs for r in objects if r.kind == "Secret"} == {"Secret": ("data", "stringData")}
     assert [(r.type, r.name, r.aliases) for r in run.resources if r.aliases] == []
 
 
