@@ -58,7 +58,7 @@ class KubernetesObject(pulumi.CustomResource):
 
     if TYPE_CHECKING:
         # For type checkers only: the SDK re-reads a resource class's annotations every time one
-        # of its objects resolves its outputs, a cost this class, registered for most objects, avoids.
+        # of its objects resolves its outputs, a cost this class, registered for every object, avoids.
         metadata: pulumi.Output[Any]
         status: pulumi.Output[Any]
 
@@ -74,4 +74,4 @@ class KubernetesObject(pulumi.CustomResource):
         # The provider version and plugin source pulumi-kubernetes' own classes pin; a caller's win.
         opts = pulumi.ResourceOptions.merge(provider_sdk.get_resource_opts_defaults(), opts)
         # `status` as the generated classes declare it: an output only (None is never sent).
-        super().__init__(type_, resource_name, {**manifest, "status": None}, opts)
+        super().__init__(type_, resource_name, {"status": None, **manifest}, opts)
