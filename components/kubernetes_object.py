@@ -23,6 +23,8 @@ import pulumi
 from pulumi_kubernetes import _utilities as provider_sdk
 
 _CORE_GROUP_VERSION = "v1"
+_CORE_GROUP = "core/"
+_PATCH_SUFFIX = "Patch"
 
 
 def provider_type(api_version: str, kind: str) -> str:
@@ -30,8 +32,15 @@ def provider_type(api_version: str, kind: str) -> str:
     the core group, whose apiVersion has no group, is ``core`` (``kubernetes:core/v1:Service``)."""
     if not api_version or not kind:
         raise ValueError(f"a Kubernetes manifest needs apiVersion and kind, got {api_version!r} and {kind!r}")
-    group_version = f"core/{api_version}" if api_version == _CORE_GROUP_VERSION else api_version
+    group_version = f"{_CORE_GROUP}{api_version}" if api_version == _CORE_GROUP_VERSION else api_version
     return f"kubernetes:{group_version}:{kind}"
+
+
+def manifest_type(type_: str) -> tuple[str, str]:
+    """The apiVersion and kind a pulumi-kubernetes type token stands for, :func:`provider_type`
+    reversed; a patch type (``kubernetes:core/v1:NodePatch``) stands for the kind it patches."""
+    _, group_version, kind = type_.split(":")
+    return group_version.removeprefix(_CORE_GROUP), kind.removesuffix(_PATCH_SUFFIX)
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -70,7 +79,7 @@ class KubernetesObject(pulumi.CustomResource):
         patch: bool = False,
     ) -> None:
         kind = manifest.get("kind", "")
-        type_ = provider_type(manifest.get("apiVersion", ""), f"{kind}Patch" if patch and kind else kind)
+        type_ = provider_type(manifest.get("apiVersion", ""), f"{kind}{_PATCH_SUFFIX}" if patch and kind else kind)
         # The provider version and plugin source pulumi-kubernetes' own classes pin; a caller's win.
         opts = pulumi.ResourceOptions.merge(provider_sdk.get_resource_opts_defaults(), opts)
         # `status` as the generated classes declare it: an output only (None is never sent).

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from components.kubernetes_object import manifest_type
+
 from .engine import Registration
 
 # Apply order: what others depend on first; objects served by operators' CRDs last, after the
@@ -23,24 +25,11 @@ _KIND_ORDER = [
     "StatefulSet", "LeaderWorkerSet", "InferencePool", "HorizontalPodAutoscaler", "ScaledObject",
     "PodDisruptionBudget", "PodMonitor", "ServiceMonitor", "PrometheusRule",
 ]
-_PATCH_SUFFIX = "Patch"
 
 
 def is_manifest(resource: Registration) -> bool:
     """True for Kubernetes objects (not providers, components or other packages' resources)."""
     return resource.custom and resource.type.startswith("kubernetes:") and not resource.type.startswith("pulumi:providers:")
-
-
-def _kind_of(resource: Registration) -> str:
-    # A server-side-apply patch (NodePatch) is applied as the object it patches.
-    return resource.kind.removesuffix(_PATCH_SUFFIX)
-
-
-def _api_version(resource: Registration) -> str:
-    if resource.inputs.get("apiVersion"):
-        return resource.inputs["apiVersion"]
-    group_version = resource.type.split(":")[1]  # "core/v1", "apps/v1", "leaderworkerset.x-k8s.io/v1"
-    return group_version.removeprefix("core/")
 
 
 def _normal(value: Any) -> Any:
@@ -56,7 +45,9 @@ def _normal(value: Any) -> Any:
 def to_manifest(resource: Registration) -> dict[str, Any]:
     """One Kubernetes object from one registration (integers restored, keys sorted)."""
     body = {k: v for k, v in resource.inputs.items() if k not in ("apiVersion", "kind", "metadata")}
-    manifest = {"apiVersion": _api_version(resource), "kind": _kind_of(resource)}
+    # A server-side-apply patch (NodePatch) is applied as the object it patches.
+    api_version, kind = manifest_type(resource.type)
+    manifest = {"apiVersion": resource.inputs.get("apiVersion") or api_version, "kind": kind}
     manifest["metadata"] = _normal(resource.inputs.get("metadata") or {})
     manifest.update(_normal(body))
     return manifest

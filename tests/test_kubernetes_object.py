@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from components.kubernetes_object import provider_type
+from components.kubernetes_object import manifest_type, provider_type
 from components.spec import SERVICE_KEY, read_stack_config
 from benchmarks import replay
 from moe_ep import engine
@@ -31,6 +31,7 @@ BUILT_IN = [
 @pytest.mark.parametrize(("api_version", "kind", "token"), BUILT_IN)
 def test_provider_type_is_the_token_pulumi_kubernetes_registers(api_version, kind, token):
     assert provider_type(api_version, kind) == token
+    assert manifest_type(token) == (api_version, kind.removesuffix("Patch"))
     # The SDK's own table of tokens has a class for it: the token is one the provider knows.
     assert replay.provider_class(token) is not None
 
