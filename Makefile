@@ -6,7 +6,8 @@ STACK ?= dev
 CRD_DIR ?= $(abspath ../shared/crds)
 export MOE_EP_CRD_DIR ?= $(CRD_DIR)
 
-.PHONY: plan test test-fast conformance bench render clean install install-vllm install-checkov
+.PHONY: plan test test-fast conformance bench render clean install install-vllm install-checkov \
+	tools cluster-up cluster-down up down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -49,6 +50,24 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The local control plane (e2e/): binaries built from pinned Go modules (Go 1.24+), cached outside
+# the work tree; etcd, the Kubernetes control plane, LWS and KWOK on 127.0.0.1 (.e2e/kubeconfig).
+tools:
+	e2e/tools/build
+
+cluster-up: install
+	$(BIN)/python e2e/plane.py up
+
+cluster-down:
+	[ ! -x $(BIN)/python ] || $(BIN)/python e2e/plane.py down
+
+# `make up STACK=dev` deploys a stack (or an example: STACK=shared-namespace) to the local plane.
+up: cluster-up
+	$(BIN)/python e2e/deploy.py up $(STACK)
+
+down: install
+	$(BIN)/python e2e/deploy.py destroy $(STACK)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,76 @@
+"""Reading the local control plane and driving e2e/deploy.py, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".e2e"
+KUBECTL = STATE / "bin" / "kubectl"
+KUBECONFIG = STATE / "kubeconfig"
+PROGRAMS = ("dev", "staging", "prod", "shared-namespace")
+"""Every stack of stacks/ and the program in examples/, deployed side by side."""
+
+LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
+GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
+WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+                          capture_output=True, text=True, check=check)
+
+
+def get(*args: str) -> list[dict]:
+    """``kubectl get ... -o json`` items (one object comes back as a list of one)."""
+    document = json.loads(kubectl("get", *args, "-o", "json").stdout)
+    return document.get("items", [document]) if document.get("kind", "").endswith("List") else [document]
+
+
+def deploy(action: str, name: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "e2e" / "deploy.py"), action, name],
+                            capture_output=True, text=True, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"deploy.py {action} {name} exited {result.returncode}:\n"
+                             f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def eventually(condition, timeout: float = 60, interval: float = 1.0, what: str = ""):
+    """Poll until ``condition()`` returns a truthy value; return it, or fail saying what was awaited
+    and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:.0f} s: {what} (last: {last!r})")
+
+
+def tolerated(taint: dict, tolerations: list[dict]) -> bool:
+    """Whether a pod with ``tolerations`` may run on a node with ``taint`` (the scheduler's rule)."""
+    if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+        return True
+    for toleration in tolerations:
+        if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+            continue
+        if toleration.get("operator") == "Exists" and (not toleration.get("key") or toleration["key"] == taint["key"]):
+            return True
+        if toleration.get("key") == taint["key"] and toleration.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def variables(container: dict) -> set[str]:
+    """Every ``$(VAR)`` in a container's command and args."""
+    return {name for part in container.get("command", []) + container.get("args", []) for name in VARIABLE.findall(part)}
