@@ -67,7 +67,8 @@ def run_fleet(root: Path, args: argparse.Namespace) -> dict[str, Any]:
           "  core  = the same registrations through bare pulumi.CustomResource/ComponentResource subclasses;\n"
           "          moe-ep/core is the issue's metric\n"
           "  typed = the same registrations through the provider SDKs' generated classes (a typed\n"
-          "          pulumi-kubernetes class per kind, pulumi-random): writing the objects by hand the usual way;\n"
+          "          pulumi-kubernetes class per kind, moe-ep's GeneratedKey for the API key): writing the\n"
+          "          objects by hand the usual way;\n"
           "          typed/core is those classes' own cost")
 
     def ratio(row: dict[str, Any], name: str) -> str:

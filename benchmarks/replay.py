@@ -3,7 +3,8 @@
 Two ways to register the same objects without moe-ep's components: through bare
 ``pulumi.CustomResource`` subclasses (the core SDK, the issue's baseline) and through the provider
 SDKs' generated classes (pulumi-kubernetes' typed class per kind, ``apiextensions.CustomResource``
-for CRD-backed kinds, pulumi-random): writing the same objects by hand the usual way.
+for CRD-backed kinds) and, for the API key, the same dynamic resource moe-ep registers
+(``components.api_key.GeneratedKey``): writing the same objects by hand the usual way.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import re
 from typing import Any, Callable
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random  # noqa: F401 - registers its resource module, read by provider_class
+from pulumi.dynamic.dynamic import PROVIDER_KEY
 from pulumi.runtime.rpc import get_resource_module
 from pulumi_kubernetes import _tables as k8s_tables
 
+from components import api_key
 from moe_ep.engine import Registration
 
 _queued: list[list[Registration]] = []
@@ -59,23 +60,23 @@ def core_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomR
 
 @functools.cache
 def provider_class(type_: str) -> type[pulumi.CustomResource] | None:
-    """The provider SDK class registering ``type_``, from the SDK's own table of type tokens (the
-    one it rehydrates resource references with); None for a kind it has no class for (a CRD's)."""
+    """The class registering ``type_``: ``GeneratedKey`` for the API key, else the provider SDK's,
+    from the SDK's own table of type tokens (the one it rehydrates resource references with); None
+    for a kind it has no class for (a CRD's)."""
+    if type_ == api_key.KEY_TYPE:
+        return api_key.GeneratedKey
     package, module, _ = type_.split(":")
     found = get_resource_module(package, module, "")
     class_name = found.mod_info["classes"].get(type_) if found is not None else None
     return getattr(importlib.import_module(found.mod_info["fqn"]), class_name) if class_name else None
 
 
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
 def keyword(package: str, prop: str) -> str:
     """The Python keyword argument of the wire property ``prop``: pulumi-kubernetes' own table
-    (it lists only the names that differ), else the generated SDKs' plain camel-to-snake rule."""
+    (it lists only the names that differ); ``GeneratedKey``'s are its wire names."""
     if package == "kubernetes":
         return k8s_tables.CAMEL_TO_SNAKE_CASE_TABLE.get(prop, prop)
-    return _CAMEL.sub("_", prop).lower()
+    return prop
 
 
 def _other_api_version(alias: object, type_: str) -> bool:
@@ -99,12 +100,13 @@ def without_older_api_versions(args: pulumi.ResourceTransformationArgs) -> pulum
 
 
 def typed_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    """``r`` through the provider SDK's generated class for its type, top-level inputs as keyword
+    """``r`` through the class for its type (:func:`provider_class`), top-level inputs as keyword
     arguments (nested objects stay wire-form dicts), without the class's aliases to older API
     versions (:func:`without_older_api_versions`)."""
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[without_older_api_versions]))
     package = r.type.split(":", 1)[0]
-    args = {keyword(package, prop): value for prop, value in r.inputs.items()}
+    # A dynamic resource's class serializes its provider itself.
+    args = {keyword(package, prop): value for prop, value in r.inputs.items() if prop != PROVIDER_KEY}
     cls = provider_class(r.type)
     if cls is not None:
         return cls(r.name, opts=opts, **args)

@@ -326,7 +326,7 @@ class ApiKeySpec(_Model):
 
     length: int = Field(48, ge=32, le=128, description="Characters (letters and digits). Default 48.")
     keepers: dict[str, str] = Field(
-        default_factory=dict, description="Change any value to rotate the key (pulumi-random keepers). Default none."
+        default_factory=dict, description="Change any value to rotate the key (a new key replaces the old). Default none."
     )
 
 

@@ -21,6 +21,8 @@ import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 
+from components import api_key
+
 PROJECT = "moe-ep"
 STACK_TYPE = "pulumi:pulumi:Stack"
 
@@ -49,7 +51,7 @@ class Registration:
     @property
     def kind(self) -> str:
         """A Kubernetes object's kind as its provider type names it (``NodePatch``), else the
-        type's last part (a component's class, ``RandomPassword``)."""
+        type's last part (a component's class, ``GeneratedKey``)."""
         return self.type.rsplit(":", 1)[-1]
 
     @property
@@ -77,11 +79,10 @@ class Run:
 def _invented(args: mocks.MockResourceArgs) -> dict[str, Any]:
     """Provider outputs a real provider would compute, invented deterministically."""
     state = dict(args.inputs)
-    if args.typ == "random:index/randomPassword:RandomPassword":
-        length = int(state.get("length", 32))
+    if args.typ == api_key.KEY_TYPE:
+        length = int(state["length"])  # a wire number: a float
         seed = hashlib.sha256(f"moe-ep-mock:{args.name}".encode()).hexdigest()
         state["result"] = (seed * (length // len(seed) + 1))[:length]
-        state["bcryptHash"] = "$2a$10$" + seed[:53]
     return state
 
 

@@ -8,12 +8,12 @@ import statistics
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random
 import pytest
 import yaml
 
 from benchmarks import __main__ as bench
 from benchmarks import blast_radius, fleet, preview, replay
+from components import api_key
 from moe_ep import engine
 from moe_ep.engine import Registration
 
@@ -74,8 +74,8 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
     assert classes["kubernetes:networking.k8s.io/v1:NetworkPolicy"] is k8s.networking.v1.NetworkPolicy
     assert classes["kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"] is k8s.apiextensions.CustomResource
     assert classes["kubernetes:monitoring.coreos.com/v1:PodMonitor"] is k8s.apiextensions.CustomResource
-    assert classes["random:index/randomPassword:RandomPassword"] is pulumi_random.RandomPassword
-    assert all(c.__module__.startswith(("pulumi_kubernetes.", "pulumi_random.")) for c in classes.values()), classes
+    assert classes[api_key.KEY_TYPE] is api_key.GeneratedKey
+    assert all(c.__module__.startswith("pulumi_kubernetes.") for t, c in classes.items() if t != api_key.KEY_TYPE), classes
 
 
 def test_every_stack_replays_identically_through_both_baselines(stack):
@@ -106,8 +106,8 @@ def test_typed_replay_drops_only_the_provider_classes_aliases():
         pulumi.Alias(type_="kubernetes:extensions/v1beta1:Deployment"), kept_other_kind, kept_with_parent,
     ])
     assert result is not None and result.opts.aliases == [kept_by_name, kept_other_kind, kept_with_parent]
-    random_alias = [pulumi.Alias(type_="random:index/x:RandomPassword")]
-    assert _without_older_api_versions("random:index/randomPassword:RandomPassword", random_alias) is None
+    dynamic_alias = [pulumi.Alias(type_="pulumi-python:dynamic:GeneratedKey")]
+    assert _without_older_api_versions(api_key.KEY_TYPE, dynamic_alias) is None
     assert _without_older_api_versions(deployment, []) is None
     assert _without_older_api_versions(deployment, [pulumi.Alias(name="old")]) is None
     only_older = _without_older_api_versions(deployment, [pulumi.Alias(type_="kubernetes:apps/v1beta2:Deployment")])
@@ -119,7 +119,7 @@ def test_typed_replay_keywords_and_classes():
     assert replay.keyword("kubernetes", "automountServiceAccountToken") == "automount_service_account_token"
     assert replay.keyword("kubernetes", "stringData") == "string_data"
     assert replay.keyword("kubernetes", "spec") == "spec"
-    assert replay.keyword("random", "overrideSpecial") == "override_special"
+    assert replay.keyword("pulumi-python", "keepers") == "keepers"
     assert replay.provider_class("kubernetes:policy/v1:PodDisruptionBudget") is k8s.policy.v1.PodDisruptionBudget
     assert replay.provider_class("kubernetes:inference.networking.k8s.io/v1:InferencePool") is None
     unknown = Registration(urn="urn:x", type="example:index/thing:Thing", name="t", parent="", custom=True, inputs={})

@@ -6,7 +6,7 @@ import copy
 
 import yaml
 
-from components import autoscaling, router
+from components import api_key, autoscaling, router
 from components.spec import AutoscalingSpec, ServiceSpec
 from moe_ep import engine, manifests, plan as planning
 
@@ -122,14 +122,20 @@ def test_the_generated_key_is_in_no_rendered_file_but_its_secret(tmp_path, capsy
 
     for stack in STACKS:
         plan = planned(stack)
-        key = next(r for r in plan.run.resources if r.type == "random:index/randomPassword:RandomPassword")
+        key = next(r for r in plan.run.resources if r.type == api_key.KEY_TYPE)
         out = tmp_path / stack
         assert cli.main(["render", "--stack", stack, "--out", str(out)]) == 0
-        holders = [p.name for p in sorted(out.iterdir()) if plan.run.outputs["api_key"] in p.read_text()]
+        texts = {p.name: p.read_text() for p in sorted(out.iterdir())}
+        holders = [name for name, text in texts.items() if plan.run.outputs["api_key"] in text]
         assert len(holders) == 1 and holders[0].endswith(f"-secret-{plan.spec.name}-api-key.yaml"), holders
         assert len(plan.run.outputs["api_key"]) == key.inputs["length"] == 48
+        # The serialized dynamic provider is an input of the key only: nothing shows it.
+        provider = key.inputs["__provider"]
+        assert not any(provider in text for text in texts.values())
         assert cli.main(["preview", "--stack", stack, "--json"]) == 0
-        assert plan.run.outputs["api_key"] not in capsys.readouterr().out
+        assert cli.main(["preview", "--stack", stack]) == 0
+        printed = capsys.readouterr().out
+        assert plan.run.outputs["api_key"] not in printed and provider not in printed
 
 
 def test_router_settings_and_autoscaling_bounds_change_no_vllm_pod_template():
