@@ -46,7 +46,7 @@ test: install install-vllm install-checkov
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not conformance"
+	$(BIN)/python -m pytest -q -m "not conformance and not e2e"
 
 bench: install
 	$(BIN)/python -m benchmarks
@@ -69,5 +69,5 @@ up: cluster-up
 down: install
 	$(BIN)/python e2e/deploy.py destroy $(STACK)
 
-clean:
-	rm -rf $(VENV) out .pytest_cache
+clean: cluster-down
+	rm -rf $(VENV) out .pytest_cache .e2e

@@ -49,13 +49,13 @@ def run_fleet(service: dict[str, Any], services: int) -> engine.Run:
     return engine.run_program(FLEET_PROGRAM, fleet_config(service, services), STACK)
 
 
-def run_bare(resources: list[engine.Registration]) -> engine.Run:
-    replay.hand_over(resources)
+def run_bare(run: engine.Run) -> engine.Run:
+    replay.hand_over(run)
     return engine.run_program(BARE_PROGRAM, {}, STACK)
 
 
-def run_typed(resources: list[engine.Registration]) -> engine.Run:
-    replay.hand_over(resources)
+def run_typed(run: engine.Run) -> engine.Run:
+    replay.hand_over(run)
     return engine.run_program(TYPED_PROGRAM, {}, STACK)
 
 
@@ -114,8 +114,8 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
     share the machine's state, so a slow stretch of the machine slows all three alike. Each comes
     with :func:`median_interval`, which says how far this VM's noise leaves the median uncertain."""
     warm = run_fleet(service, 1)
-    run_bare(warm.resources)
-    run_typed(warm.resources)
+    run_bare(warm)
+    run_typed(warm)
     del warm
     rss_before = _peak_rss_mb()
     reference = run_fleet(service, services)
@@ -123,8 +123,8 @@ def measure(service: dict[str, Any], services: int, runs: int) -> dict[str, Any]
     expected = sorted(replay.identity(reference.resources), key=repr)
     programs = {
         "moe_ep": lambda: run_fleet(service, services),
-        "core": lambda: run_bare(reference.resources),
-        "typed": lambda: run_typed(reference.resources),
+        "core": lambda: run_bare(reference),
+        "typed": lambda: run_typed(reference),
     }
     times: dict[str, list[float]] = {name: [] for name in PROGRAMS}
     for round_ in range(runs):

@@ -21,19 +21,19 @@ from pulumi.runtime.rpc import get_resource_module
 from pulumi_kubernetes import _tables as k8s_tables
 
 from components import api_key
-from moe_ep.engine import Registration
+from moe_ep.engine import Registration, Run
 
-_queued: list[list[Registration]] = []
-
-
-def hand_over(resources: list[Registration]) -> None:
-    """Queue the registrations the next run of a replay program replays."""
-    _queued.append(resources)
+_queued: list[Run] = []
 
 
-def take() -> list[Registration]:
+def hand_over(run: Run) -> None:
+    """Queue the run whose registrations (and reads) the next run of a replay program replays."""
+    _queued.append(run)
+
+
+def take() -> Run:
     if not _queued:
-        raise RuntimeError("a replay program runs only after replay.hand_over(registrations)")
+        raise RuntimeError("a replay program runs only after replay.hand_over(run)")
     return _queued.pop(0)
 
 
@@ -115,16 +115,26 @@ def typed_custom(r: Registration, opts: pulumi.ResourceOptions) -> pulumi.Custom
     raise ValueError(f"no provider SDK class registers {r.type}")
 
 
-def register(resources: list[Registration], custom: CustomFactory = core_custom) -> None:
-    """Register ``resources`` in their recorded order (a parent and a dependency always precede
-    the resources that name them), custom resources through ``custom``, mapping recorded URNs to
-    the replayed resources."""
+def register(run: Run, custom: CustomFactory = core_custom) -> None:
+    """Register ``run``'s resources in their recorded order (a parent and a dependency always
+    precede the resources that name them), custom resources through ``custom``, mapping recorded
+    URNs to the replayed resources. A read is replayed where a dependency first names it, the
+    same way in every baseline (it registers nothing)."""
     by_urn: dict[str, pulumi.Resource] = {}
+    reads = {r.urn: r for r in run.reads}
+
+    def replayed(urn: str) -> pulumi.Resource:
+        if urn not in by_urn:
+            read = reads[urn]
+            by_urn[urn] = _Custom(read.type, read.name, dict(read.inputs), pulumi.ResourceOptions(
+                parent=by_urn.get(read.parent), id=read.read_id, version=read.version or None))
+        return by_urn[urn]
+
     components: list[pulumi.ComponentResource] = []
-    for r in resources:
+    for r in run.resources:
         opts = pulumi.ResourceOptions(
             parent=by_urn.get(r.parent),  # None: the stack, as recorded
-            depends_on=[by_urn[urn] for urn in r.dependencies],
+            depends_on=[replayed(urn) for urn in r.dependencies],
             ignore_changes=list(r.ignore_changes) or None,
             protect=r.protect or None,
             delete_before_replace=r.delete_before_replace or None,

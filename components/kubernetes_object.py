@@ -84,3 +84,16 @@ class KubernetesObject(pulumi.CustomResource):
         opts = pulumi.ResourceOptions.merge(provider_sdk.get_resource_opts_defaults(), opts)
         # `status` as the generated classes declare it: an output only (None is never sent).
         super().__init__(type_, resource_name, {"status": None, **manifest}, opts)
+
+    @classmethod
+    def read(cls, resource_name: str, api_version: str, kind: str, object_id: str,
+             opts: Optional[pulumi.ResourceOptions] = None) -> "KubernetesObject":
+        """An object the cluster must already have (``name``, or ``namespace/name``), read rather than
+        managed: the engine fails the preview naming it when it does not exist, and never deletes it.
+
+        Example::
+
+            KubernetesObject.read("gpu-01", "v1", "Node", "gpu-01")
+        """
+        return cls(resource_name, {"apiVersion": api_version, "kind": kind},
+                   pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(id=object_id)))

@@ -80,14 +80,16 @@ def node_labels(spec: ServiceSpec) -> dict[str, str]:
 def placement(spec: ServiceSpec, role: str) -> Placement:
     """Where and with what every pod of ``role`` runs. Pure.
 
-    Without a ``node_pool`` section pods only tolerate the GPU taint (and carry their security
-    tier); with one they select the pool (and GPU product) and get RDMA where :func:`uses_rdma`.
+    Without a ``node_pool`` section pods select the GPU product (the label GPU Feature Discovery
+    sets) and tolerate the GPU taint (and carry their security tier): the memory plan holds only on
+    that GPU. With one they select the pool (and GPU product, unless ``select_gpu_product`` is off)
+    and get RDMA where :func:`uses_rdma`.
     """
     tier = security_tier(spec, role)
     annotations = {SECURITY_TIER_ANNOTATION: tier}
     node_pool = spec.node_pool
     if node_pool is None:
-        return Placement(pod_annotations=annotations)
+        return Placement(node_selector={GPU_PRODUCT_LABEL: spec.gpu.info.node_label}, pod_annotations=annotations)
     selector = {POOL_LABEL: pool_name(spec)}
     if node_pool.select_gpu_product:
         selector[GPU_PRODUCT_LABEL] = spec.gpu.info.node_label
@@ -160,8 +162,9 @@ def karpenter_node_pool_spec(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def field_manager(spec: ServiceSpec) -> str:
-    """The server-side-apply field manager of this service's node patches."""
-    return f"moe-ep-{pool_name(spec)}"
+    """The server-side-apply field manager of this service's node patches: one per service (its
+    namespace and pool), so two stacks whose pools share a name never release each other's labels."""
+    return f"moe-ep-{spec.namespace}-{pool_name(spec)}"
 
 
 def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
@@ -237,5 +240,9 @@ class GpuNodePool(pulumi.ComponentResource):
         else:
             assert spec.node_pool.existing is not None
             for node in spec.node_pool.existing.nodes:
-                self.node_patches.append(KubernetesObject(f"{resource_name}-{node}", node_patch(spec, node), child, patch=True))
+                # A patch is a server-side apply, which creates a Node that does not exist: read
+                # first, a misspelt or decommissioned node fails the preview instead of appearing.
+                existing = KubernetesObject.read(f"{resource_name}-{node}", "v1", "Node", node, child)
+                after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[existing]))
+                self.node_patches.append(KubernetesObject(f"{resource_name}-{node}", node_patch(spec, node), after, patch=True))
         self.register_outputs({"name": self.name, "capacity": self.capacity})

@@ -17,6 +17,7 @@ Wiring facts come from llm-d's pd-disaggregation and wide-ep-lws guides (llm-d v
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping, Optional
 
 import pulumi
@@ -43,6 +44,7 @@ RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 LLM_D_ROLE_LABEL = "llm-d.ai/role"
 ROUTER_COMPONENT = "router"
 SCHEDULER_COMPONENT = "scheduler"
+CONFIG_CHECKSUM_ANNOTATION = "moe-ep.io/config-sha256"
 
 RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -87,6 +89,12 @@ def config_yaml(document: dict[str, Any]) -> str:
 
 
 # --- llm-d pieces (pure) -----------------------------------------------------------------------
+
+
+def config_checksum(config: str) -> dict[str, str]:
+    """The pod-template annotation that rolls a Deployment when its ConfigMap changes: Envoy and the
+    scheduler read their file once at start, and a new ConfigMap alone restarts no pod. Pure."""
+    return {CONFIG_CHECKSUM_ANNOTATION: hashlib.sha256(config.encode()).hexdigest()}
 
 
 def scheduler_config(spec: ServiceSpec) -> str:
@@ -205,7 +213,8 @@ def scheduler_pod(spec: ServiceSpec) -> dict[str, Any]:
         "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True}],
     }
     return {
-        "metadata": {"labels": component_labels(spec, SCHEDULER_COMPONENT)},
+        "metadata": {"labels": component_labels(spec, SCHEDULER_COMPONENT),
+                     "annotations": config_checksum(scheduler_config(spec))},
         "spec": {
             "serviceAccountName": n["scheduler"],
             "automountServiceAccountToken": True,
@@ -352,7 +361,7 @@ def proxy_pod(spec: ServiceSpec) -> dict[str, Any]:
         "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy", "readOnly": True}],
     }
     return {
-        "metadata": {"labels": component_labels(spec, ROUTER_COMPONENT)},
+        "metadata": {"labels": component_labels(spec, ROUTER_COMPONENT), "annotations": config_checksum(envoy_config(spec))},
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,

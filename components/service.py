@@ -12,6 +12,7 @@ from .monitoring import MetricsTarget, Monitoring, MonitoringArgs
 from .namespace import ServiceNamespace
 from .network import NetworkPolicies
 from .node_pool import GpuNodePool, placement
+from .prerequisites import ClusterPrerequisites
 from .pools import DecodePool, PrefillPool
 from .router import SCHEDULER_COMPONENT, Router
 from .router import selector as router_selector
@@ -56,8 +57,9 @@ class MoEEPService(pulumi.ComponentResource):
             ServiceNamespace(f"{spec.name}-namespace", spec, opts=pulumi.ResourceOptions(parent=self))
             if spec.create_namespace else None
         )
-        # Everything else waits for the namespace (a child registers only after its parent).
-        first = [self.namespace] if self.namespace else []
+        self.prerequisites = ClusterPrerequisites(f"{spec.name}-prerequisites", spec, pulumi.ResourceOptions(parent=self))
+        # Everything else waits for the namespace and the CRD check (a child registers only after its parent).
+        first = [self.prerequisites, *([self.namespace] if self.namespace else [])]
         child = pulumi.ResourceOptions(parent=self, depends_on=first)
         self.api_key = ApiKey(
             f"{spec.name}-api-key", service=spec.name, namespace=spec.namespace, labels=service_labels(spec),

@@ -25,6 +25,7 @@ POLICY_KEY = f"{CONFIG_NAMESPACE}:policy"
 KNOWN_KEYS = (SERVICE_KEY, POLICY_KEY)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
@@ -42,6 +43,17 @@ def _dns_label(value: str, max_length: int = 63) -> str:
         raise ValueError(
             f"a DNS-1123 label of at most {max_length} characters (lower-case letters, digits, '-', "
             "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _dns_1035_label(value: str, max_length: int = 63) -> str:
+    """LeaderWorkerSet names (and Service names before Kubernetes 1.34's relaxed validation): LWS's
+    webhook wants a letter first."""
+    if len(value) > max_length or not _DNS_1035_LABEL.match(value):
+        raise ValueError(
+            f"a DNS-1035 label of at most {max_length} characters (lower-case letters, digits, '-', "
+            "starting with a letter and ending with a letter or digit): it names LeaderWorkerSets"
         )
     return value
 
@@ -605,7 +617,9 @@ class MonitoringSpec(_Model):
 class ServiceSpec(_Model):
     """One MoE model served by a decode pool and, optionally, a prefill pool."""
 
-    name: str = Field(description="DNS-1123 label, at most 40 characters: the prefix of every object.")
+    name: str = Field(
+        description="DNS-1035 label (a letter first), at most 40 characters: the prefix of every object."
+    )
     namespace: str = Field(description="Namespace everything is created in.")
     create_namespace: bool = Field(
         True,
@@ -624,13 +638,14 @@ class ServiceSpec(_Model):
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="NetworkPolicies.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitors, alerts, dashboard.")
     node_pool: NodePoolSpec | None = Field(
-        None, description="The GPU nodes; absent = none created, pods only tolerate the GPU taint."
+        None, description="The GPU nodes; absent = none created, pods select the GPU product label and "
+        "tolerate the GPU taint."
     )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _dns_label(value, 40)
+        return _dns_1035_label(value, 40)
 
     @field_validator("namespace")
     @classmethod

@@ -192,6 +192,13 @@ def lws_metadata(args: DistributedUnitArgs) -> dict:
     return metadata
 
 
+LEADER_SERVICE_ANNOTATIONS = {"pulumi.com/skipAwait": "true"}
+"""pulumi-kubernetes awaits a Service with a selector until none of its endpoints is unready, for
+at most 10 minutes; rank 0 is unready for the whole model load (20+ minutes for DeepSeek-R1), so
+the first `up` would fail on it. The LeaderWorkerSet is not awaited either: readiness of the units
+is a question for monitoring, not for `pulumi up`."""
+
+
 def leader_service_spec(args: DistributedUnitArgs) -> dict:
     """A ClusterIP Service that selects only rank 0 of every unit. Pure."""
     return {
@@ -238,7 +245,8 @@ class DistributedUnit(pulumi.ComponentResource):
         )
         self.service = KubernetesObject(f"{resource_name}-leader", {
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items()))},
+            "metadata": {"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items())),
+                         "annotations": dict(LEADER_SERVICE_ANNOTATIONS)},
             "spec": leader_service_spec(args),
         }, child)
         self.leader_address = pulumi.Output.from_input(f"{args.name}.{args.namespace}.svc.cluster.local")

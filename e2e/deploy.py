@@ -5,8 +5,8 @@
     python e2e/deploy.py destroy STACK     # pulumi destroy --yes
     python e2e/deploy.py resources STACK   # the stack's Kubernetes objects, as JSON
 
-STACK is a stack of stacks/ (dev, staging, prod) or an example program's folder name under
-examples/ (shared-namespace).
+STACK is a stack of stacks/ (dev, staging, prod), a stack file elsewhere (a path ending in
+.yaml), or an example program's folder name under examples/ (shared-namespace).
 
 The engine, the providers and the API server are the real ones; the program runs through the
 Automation API's inline mode (the CLI is given the address of a language runtime served by the
@@ -55,6 +55,9 @@ class Program:
 
 
 def program(name: str) -> Program:
+    given = Path(name)
+    if given.suffix == ".yaml" and given.is_file():  # any stack file: Pulumi.<stack>.yaml
+        return Program(given.name.removeprefix("Pulumi.").removesuffix(".yaml"), ROOT, given.resolve())
     stack_file = ROOT / "stacks" / f"Pulumi.{name}.yaml"
     if stack_file.exists():
         return Program(name, ROOT, stack_file)

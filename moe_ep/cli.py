@@ -64,6 +64,16 @@ def _print_human(plan: planning.Plan) -> None:
               f" EP {ep if ep else '-'}")
     print(f"  GPUs: {data['gpus']['initial']} initial, {data['gpus']['max']} at most")
     print()
+    cluster = data["cluster"]
+    if cluster["context"]:
+        print(f"Cluster: kubeconfig context {cluster['context']} (kubernetes:context)")
+    else:
+        print("Cluster: no kubernetes:context in the stack file: `pulumi up` deploys to whatever context is current")
+    print("  must already serve (read before anything is created; a missing one fails the preview):")
+    print(f"  CRDs: {', '.join(cluster['crds'])}")
+    if cluster["nodes"]:
+        print(f"  nodes: {', '.join(cluster['nodes'])}")
+    print()
     print("Sizing (per GPU; estimates from components/sizing.py):")
     for role, size in data["sizing"].items():
         if size is None:

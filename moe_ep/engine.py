@@ -47,6 +47,8 @@ class Registration:
     """The provider plugin version the registration asks for ("" for a component or none)."""
     additional_secret_outputs: tuple[str, ...] = ()
     """Outputs the engine must keep secret in the state beyond those with secret inputs (sorted)."""
+    read_id: str = ""
+    """For a read (``Run.reads``): the id of the object read."""
 
     @property
     def kind(self) -> str:
@@ -66,6 +68,8 @@ class Run:
     project: str
     stack: str
     resources: list[Registration] = field(default_factory=list)
+    reads: list[Registration] = field(default_factory=list)
+    """Objects the program reads from the cluster instead of managing (``KubernetesObject.read``)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
 
@@ -118,6 +122,16 @@ class _RecordingMonitor(mocks.MockMonitor):
                 version=request.version,
                 additional_secret_outputs=tuple(sorted(set(request.additionalSecretOutputs))),
             ))
+        return response
+
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self.run.reads.append(Registration(
+            urn=response.urn, type=request.type, name=request.name, parent=request.parent, custom=True,
+            inputs=_plain(pulumi.runtime.rpc.deserialize_properties(request.properties, keep_unknowns=True)),
+            dependencies=tuple(sorted(request.dependencies)), version=request.version, read_id=request.id,
+        ))
         return response
 
 

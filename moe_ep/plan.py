@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from components import sizing, vllm
+from components.prerequisites import required_crds
 from components.spec import SERVICE_KEY, ServiceSpec, read_stack_config, service_from_config
 
 from . import analyze, engine, manifests, schemas
+
+CONTEXT_KEY = "kubernetes:context"
 
 PROGRAM = "__main__.py"
 
@@ -214,4 +217,14 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "schema": {"crd_dir": str(plan.crd_dir) if plan.crd_dir else None, "problems": plan.schema_problems},
         "sizing": _every_role(sizing_view(spec)),
         "outputs": outputs_view(plan.run),
+        "cluster": cluster_view(plan),
     }
+
+
+def cluster_view(plan: Plan) -> dict[str, Any]:
+    """Which cluster `pulumi up` deploys to (the stack's pinned ``kubernetes:context``, null: the
+    kubeconfig's current one) and what it reads there before creating anything: the CRDs, and
+    the nodes it patches."""
+    existing = plan.spec.node_pool.existing if plan.spec.node_pool else None
+    return {"context": plan.config.get(CONTEXT_KEY), "crds": required_crds(plan.spec),
+            "nodes": list(existing.nodes) if existing else []}

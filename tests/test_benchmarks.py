@@ -48,7 +48,7 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
     namespaces = {r.inputs["metadata"]["namespace"] for r in run.custom() if "namespace" in (r.inputs.get("metadata") or {})}
     assert namespaces == {"llm-serving-000", "llm-serving-001", "llm-serving-002"}
     expected = sorted(replay.identity(run.resources), key=repr)
-    core = fleet.run_bare(run.resources)
+    core = fleet.run_bare(run)
     assert sorted(replay.identity(core.resources), key=repr) == expected
     assert not any(r.type.startswith("moe-ep:") and r.custom for r in core.resources)
 
@@ -62,7 +62,7 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
         return resource
 
     monkeypatch.setattr(replay, "typed_custom", recording)
-    typed = fleet.run_typed(run.resources)
+    typed = fleet.run_typed(run)
     assert sorted(replay.identity(typed.resources), key=repr) == expected
     assert set(built) == {r.type for r in run.custom()}
     assert all(len(classes) == 1 for classes in built.values()), built
@@ -81,12 +81,13 @@ def test_fleet_and_both_replays_register_the_same_resources(monkeypatch):
 def test_every_stack_replays_identically_through_both_baselines(stack):
     # Each stack holds kinds the others lack (a Karpenter NodePool, a KEDA ScaledObject, llm-d's
     # scheduler objects): the generated class for each must register what moe-ep registered.
-    resources = planned(stack).run.resources
-    expected = sorted(replay.identity(resources), key=repr)
+    run = planned(stack).run
+    expected = sorted(replay.identity(run.resources), key=repr)
     for program in (fleet.BARE_PROGRAM, fleet.TYPED_PROGRAM):
-        replay.hand_over(resources)
-        replayed = engine.run_program(program, {}, stack).resources  # the stack's name: the same URNs
-        assert sorted(replay.identity(replayed), key=repr) == expected, program.name
+        replay.hand_over(run)
+        replayed = engine.run_program(program, {}, stack)  # the stack's name: the same URNs
+        assert sorted(replay.identity(replayed.resources), key=repr) == expected, program.name
+        assert sorted(replay.identity(replayed.reads), key=repr) == sorted(replay.identity(run.reads), key=repr)
 
 
 def _without_older_api_versions(type_: str, aliases: list) -> pulumi.ResourceTransformationResult | None:

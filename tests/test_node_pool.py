@@ -163,11 +163,13 @@ def test_a_bad_node_pool_exits_2_naming_the_key(tmp_path, capsys):
 # --- placement -----------------------------------------------------------------------------------
 
 
-def test_without_a_node_pool_pods_only_tolerate_the_gpu_taint():
+def test_without_a_node_pool_pods_select_their_gpu_product_and_tolerate_the_gpu_taint():
+    # On the live plane dev's L40S unit landed on an untainted H20 node: nothing said which GPU.
     spec = planned("dev").spec
     assert spec.node_pool is None
     where = np.placement(spec, "decode")
-    assert dict(where.node_selector) == {} and list(where.tolerations) == [GPU_TOLERATION]
+    assert dict(where.node_selector) == {"nvidia.com/gpu.product": "NVIDIA-L40S"}
+    assert list(where.tolerations) == [GPU_TOLERATION]
     assert dict(where.extra_resources) == {} and where.exclusive_topology is None
     assert dict(where.security_context) == RESTRICTED_CONTAINER
     assert dict(where.pod_annotations) == {np.SECURITY_TIER_ANNOTATION: "restricted"}
@@ -295,7 +297,7 @@ def test_prod_patches_each_existing_node_with_labels_and_taint():
         assert node["apiVersion"] == "v1"
         assert node["metadata"]["labels"] == {np.POOL_LABEL: "deepseek-r1", np.RDMA_LABEL: "true"}
         annotations = node["metadata"]["annotations"]
-        assert annotations == {np.PATCH_FIELD_MANAGER_ANNOTATION: "moe-ep-deepseek-r1"}  # never patchForce
+        assert annotations == {np.PATCH_FIELD_MANAGER_ANNOTATION: "moe-ep-llm-serving-deepseek-r1"}  # never patchForce
         assert node["spec"] == {"taints": [{"effect": "NoSchedule", "key": "nvidia.com/gpu"}]}
         # A partial Node is a valid Node: the schema requires no field.
         kubernetes_validate.validate(node, "1.31", strict=True)
@@ -334,6 +336,8 @@ def test_every_vllm_pod_is_placed(stack):
             pod = template["spec"]
             assert GPU_TOLERATION in pod["tolerations"]
             assert template["metadata"]["annotations"][np.SECURITY_TIER_ANNOTATION] in ("restricted", "rdma", "privileged")
+            if plan.spec.node_pool is None or plan.spec.node_pool.select_gpu_product:
+                assert pod["nodeSelector"]["nvidia.com/gpu.product"] == plan.spec.gpu.info.node_label
             if plan.spec.node_pool is None:
                 continue
             assert pod["nodeSelector"][np.POOL_LABEL] == np.pool_name(plan.spec)
@@ -350,3 +354,12 @@ def test_prod_and_staging_have_node_pools():
     assert planned("staging").spec.node_pool.provisioner == "karpenter"
     for stack in ("prod", "staging"):
         assert len(planned(stack).run.of_type("moe-ep:index:GpuNodePool")) == 1
+
+
+def test_two_services_with_one_pool_name_patch_with_their_own_field_managers():
+    # The field manager was the pool name alone, which is the service name by default: two stacks of
+    # one model in one cluster shared it, and one's destroy would release the labels the other applied.
+    prod = planned("prod").spec
+    other = prod.model_copy(update={"namespace": "llm-canary"})
+    assert np.pool_name(prod) == np.pool_name(other)
+    assert np.field_manager(prod) != np.field_manager(other)

@@ -190,3 +190,27 @@ def test_config_files_read_as_the_pure_python_emitter_writes_them(stack):
     assert files
     for name, text in files:
         assert yaml.dump(yaml.safe_load(text), Dumper=yaml.SafeDumper, sort_keys=False) == text, name
+
+
+def test_a_config_change_rolls_the_pods_that_read_it_and_nothing_else_does():
+    # Envoy and the scheduler read their ConfigMap once at start: a new ConfigMap alone restarted no
+    # pod (predicted by reading the provider, which replaces the ConfigMap and leaves the Deployment).
+    def templates(objects):
+        return {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] == "Deployment"}
+
+    def configs(objects):
+        return {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap" and "dashboard" not in o["metadata"]["name"]}
+
+    base = service("prod")
+    before = render(base)
+    for name, template in templates(before).items():
+        config = next(iter(configs(before)[name].values()))
+        assert template["metadata"]["annotations"] == router.config_checksum(config)
+    rescaled = copy.deepcopy(base)
+    rescaled["router"] = {"min_replicas": 3, "max_replicas": 10}
+    assert templates(render(rescaled)) == templates(before)
+    retuned = copy.deepcopy(base)
+    retuned["router"] = {"non_cached_tokens": 64}
+    after = render(retuned)
+    changed = {n for n, t in templates(after).items() if t != templates(before)[n]}
+    assert changed == {n for n, c in configs(after).items() if c != configs(before)[n]} != set()

@@ -153,12 +153,23 @@ def test_replicas_may_be_zero_but_not_negative():
         service_from_config(s, "x")
 
 
-@pytest.mark.parametrize("name", ["DeepSeek", "a_b", "-x", "x-", "a" * 41, ""])
+@pytest.mark.parametrize("name", ["DeepSeek", "a_b", "-x", "x-", "a" * 41, "", "30b-qwen", "7"])
 def test_names_are_dns_labels(name):
     s = prod()
     s["name"] = name
     with pytest.raises(StackError, match=r"moe-ep:service\.name"):
         service_from_config(s, "x")
+
+
+def test_a_name_starting_with_a_digit_is_refused_as_the_api_server_would():
+    # On the live plane LWS's webhook rejects LeaderWorkerSet `30b-qwen-decode` (DNS-1035: a letter
+    # first; Kubernetes 1.36 itself accepts Service `30b-qwen-router`); the preview used to pass it.
+    s = prod()
+    s["name"] = "30b-qwen"
+    with pytest.raises(StackError, match=r"moe-ep:service\.name = '30b-qwen'.*DNS-1035"):
+        service_from_config(s, "x")
+    s["name"] = "qwen-30b"
+    service_from_config(s, "x")
 
 
 def test_unknown_keys_and_catalog_keys_are_rejected_with_their_path():

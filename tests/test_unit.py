@@ -115,3 +115,17 @@ def test_exclusive_topology_only_for_multi_node_units():
         "leaderworkerset.sigs.k8s.io/exclusive-topology": "topology.kubernetes.io/zone"
     }
     assert "annotations" not in lws_metadata(args(size=1, placement=placement))
+
+
+def test_pulumi_does_not_await_the_rank_0_service_through_a_model_load():
+    # pulumi-kubernetes (provider/pkg/await/service.go) waits for a selector Service until no
+    # endpoint is unready, 10 minutes at most; rank 0 is unready while the model loads (20+ minutes).
+    from components.unit import LEADER_SERVICE_ANNOTATIONS
+
+    from .conftest import planned
+
+    leaders = [r for r in planned("prod").run.resources
+               if r.type == "kubernetes:core/v1:Service" and r.name.endswith("-leader")]
+    assert len(leaders) == 2
+    assert all(r.inputs["metadata"]["annotations"] == LEADER_SERVICE_ANNOTATIONS == {"pulumi.com/skipAwait": "true"}
+               for r in leaders)
