@@ -114,7 +114,10 @@ def _start_barrier() -> dict:
 
 def pod_template(args: DistributedUnitArgs, leader: bool) -> dict:
     """The pod template of rank 0 (``leader``) or of the other ranks. Pure."""
-    amount = {args.gpu_resource: args.gpus_per_pod, **dict(sorted(args.placement.extra_resources.items()))}
+    # Quantities as strings: the API server stores a custom resource's pod template as given, and
+    # gives `4` back as "4", so an int here showed a diff on every preview after `up`.
+    amount = {args.gpu_resource: str(args.gpus_per_pod),
+              **{name: str(count) for name, count in sorted(args.placement.extra_resources.items())}}
     compute = {"cpu": args.cpu, "memory": args.memory, **amount}
     container: dict[str, Any] = {"name": "vllm", "image": args.image, "imagePullPolicy": IMAGE_PULL_POLICY}
     if leader:
@@ -199,6 +202,13 @@ the first `up` would fail on it. The LeaderWorkerSet is not awaited either: read
 is a question for monitoring, not for `pulumi up`."""
 
 
+def leader_service_name(args: DistributedUnitArgs) -> str:
+    """``<unit>-leader``: the LWS controller owns a headless Service named after the unit itself,
+    the subdomain of every pod's DNS name (``LWS_LEADER_ADDRESS``); it creates it only if no
+    Service of that name exists, so taking the name would break multi-node units."""
+    return f"{args.name}-leader"
+
+
 def leader_service_spec(args: DistributedUnitArgs) -> dict:
     """A ClusterIP Service that selects only rank 0 of every unit. Pure."""
     return {
@@ -212,7 +222,7 @@ class DistributedUnit(pulumi.ComponentResource):
     """A group of pods that runs one vLLM instance across ``size`` nodes, ``replicas`` times.
 
     Creates a LeaderWorkerSet (``leaderworkerset.x-k8s.io/v1``; LWS must be installed) and a
-    Service that selects rank 0 of every group. Exposes ``leader_address``, the in-cluster
+    Service ``<name>-leader`` that selects rank 0 of every group. Exposes ``leader_address``, the in-cluster
     DNS name of that Service.
 
     Example::
@@ -245,9 +255,10 @@ class DistributedUnit(pulumi.ComponentResource):
         )
         self.service = KubernetesObject(f"{resource_name}-leader", {
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": args.name, "namespace": args.namespace, "labels": dict(sorted(args.labels.items())),
+            "metadata": {"name": leader_service_name(args), "namespace": args.namespace,
+                         "labels": dict(sorted(args.labels.items())),
                          "annotations": dict(LEADER_SERVICE_ANNOTATIONS)},
             "spec": leader_service_spec(args),
         }, child)
-        self.leader_address = pulumi.Output.from_input(f"{args.name}.{args.namespace}.svc.cluster.local")
+        self.leader_address = pulumi.Output.from_input(f"{leader_service_name(args)}.{args.namespace}.svc.cluster.local")
         self.register_outputs({"leader_address": self.leader_address, "name": args.name})

@@ -165,7 +165,7 @@ def main(argv: list[str]) -> int:
         return 2
     action, prog = argv[0], program(argv[1])
     selected = stack(prog)
-    out = sys.stdout.write
+    out = print  # the Automation API hands over one line at a time, without its newline
     try:
         if action == "up":
             result = selected.up(on_output=out, color="never")

@@ -69,8 +69,21 @@ def test_shm_is_a_sized_memory_volume_mounted_at_dev_shm():
 def test_gpu_requests_equal_limits_in_whole_gpus():
     container = pod_template(args(placement=Placement(extra_resources={"rdma/ib": 1})), True)["spec"]["containers"][0]
     assert container["resources"]["requests"] == container["resources"]["limits"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
-    assert container["resources"]["limits"]["rdma/ib"] == 1
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert container["resources"]["limits"]["rdma/ib"] == "1"
+
+
+def test_every_quantity_is_the_string_the_api_server_gives_back(stack):
+    # On the live plane a preview right after `up` showed `nvidia.com/gpu: "4" => 4` on the
+    # LeaderWorkerSet: a custom resource's template comes back from the API server as stored.
+    from .conftest import objects_of, planned
+
+    for lws in objects_of(planned(stack), "LeaderWorkerSet"):
+        for role in ("leaderTemplate", "workerTemplate"):
+            template = lws["spec"]["leaderWorkerTemplate"].get(role)
+            for container in (template or {"spec": {"containers": []}})["spec"]["containers"]:
+                for amounts in container.get("resources", {}).values():
+                    assert all(isinstance(v, str) for v in amounts.values()), (stack, role, amounts)
 
 
 def test_probes_budget_minutes_for_loading_on_rank_zero_only():
@@ -129,3 +142,16 @@ def test_pulumi_does_not_await_the_rank_0_service_through_a_model_load():
     assert len(leaders) == 2
     assert all(r.inputs["metadata"]["annotations"] == LEADER_SERVICE_ANNOTATIONS == {"pulumi.com/skipAwait": "true"}
                for r in leaders)
+
+
+def test_the_rank_0_service_leaves_the_unit_name_to_lws_headless_service(stack):
+    # On the live plane the LWS controller's headless Service (named after the LeaderWorkerSet:
+    # the subdomain in LWS_LEADER_ADDRESS) and ours collided: prod's `up` failed on an apply
+    # conflict over .spec.selector, and where ours came first LWS created no headless Service.
+    from .conftest import objects_of, planned
+
+    plan = planned(stack)
+    units = {o["metadata"]["name"] for o in objects_of(plan, "LeaderWorkerSet")}
+    services = {o["metadata"]["name"] for o in objects_of(plan, "Service")}
+    assert units and not units & services
+    assert {f"{u}-leader" for u in units} <= services

@@ -99,10 +99,15 @@ def test_multi_node_units_lie_in_one_exclusive_topology_domain(deployed):
     assert checked == 1  # staging's 2-node decode unit
 
 
-def test_each_unit_service_selects_exactly_the_rank_0_pods(deployed):
+def test_each_unit_leader_service_selects_exactly_the_rank_0_pods(deployed):
     eventually(all_groups_ready, timeout=120, what="every LeaderWorkerSet ready")
     for lws in leaderworkersets():
         namespace, name = lws["metadata"]["namespace"], lws["metadata"]["name"]
+        # LWS's own headless Service, the subdomain of LWS_LEADER_ADDRESS, is the controller's.
+        headless = get("service", "-n", namespace, name)[0]
+        assert headless["spec"]["clusterIP"] == "None"
+        assert [r["kind"] for r in headless["metadata"]["ownerReferences"]] == ["LeaderWorkerSet"]
+        name = f"{name}-leader"
         service = get("service", "-n", namespace, name)[0]
         selector = ",".join(f"{k}={v}" for k, v in sorted(service["spec"]["selector"].items()))
         selected = get("pods", "-n", namespace, "-l", selector)
