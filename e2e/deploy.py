@@ -134,7 +134,8 @@ def resources(prog: Program) -> list[dict]:
     state = stack(prog).export_stack().deployment
     objects = []
     for resource in state.get("resources", []):
-        if not resource["type"].startswith("kubernetes:") or resource["type"].startswith("pulumi:providers:"):
+        # Reads (CRDs, patched nodes) are in the state as external: the stack does not own them.
+        if not resource["type"].startswith("kubernetes:") or resource.get("external"):
             continue
         live = resource.get("outputs", {})
         metadata = live.get("metadata") or {}

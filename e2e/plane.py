@@ -150,8 +150,9 @@ def _pid(component: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return None
-    # A recycled pid is some other program: only ours counts as running.
-    return pid if str(STATE).encode() in cmdline else None
+    # A recycled pid is some other program: only ours counts as running. An empty command line
+    # is a process in the middle of exec (Popen returns at the point of no return, before it ends).
+    return pid if not cmdline or str(STATE).encode() in cmdline else None
 
 
 def start(component: str, argv: list[str], env: dict[str, str] | None = None) -> None:

@@ -71,6 +71,18 @@ def tolerated(taint: dict, tolerations: list[dict]) -> bool:
     return False
 
 
+_SUFFIXES = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(value: str | int) -> int:
+    """A whole Kubernetes quantity as the API server writes it back ("1k" for 1000 devices)."""
+    text = str(value)
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * _SUFFIXES[suffix]
+    return int(text)
+
+
 def variables(container: dict) -> set[str]:
     """Every ``$(VAR)`` in a container's command and args."""
     return {name for part in container.get("command", []) + container.get("args", []) for name in VARIABLE.findall(part)}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .live import (EXCLUSIVE_TOPOLOGY, GPU_PRODUCT_LABEL, GROUP_INDEX, LWS_NAME, PROGRAMS, WORKER_INDEX, deploy,
-                   eventually, get, kubectl, tolerated, variables)
+                   eventually, get, kubectl, quantity, tolerated, variables)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ def test_every_program_deploys_side_by_side(deployed):
 def test_every_leaderworkerset_has_all_its_groups(deployed):
     ready = eventually(all_groups_ready, timeout=120, what="every LeaderWorkerSet with all groups ready")
     # dev 1 decode; staging and prod prefill + decode; the example chat (prefill + decode) and coder (decode).
-    assert len(ready) == 7, ready
+    assert len(ready) == 8, ready
     for lws in leaderworkersets():
         size = lws["spec"]["leaderWorkerTemplate"]["size"]
         pods = [p for p in vllm_pods() if p["metadata"]["labels"][LWS_NAME] == lws["metadata"]["name"]
@@ -76,8 +76,8 @@ def test_every_vllm_pod_runs_on_a_node_that_matches_its_stack(deployed):
         allocatable = node["status"]["allocatable"]
         for resource, amount in requests.items():
             if "/" in resource:  # GPUs and RDMA devices: the node must have them
-                assert int(allocatable.get(resource, 0)) >= int(amount), (where, resource)
-        assert int(requests["nvidia.com/gpu"]) == int(allocatable["nvidia.com/gpu"]), (where, "one unit rank per node")
+                assert quantity(allocatable.get(resource, 0)) >= quantity(amount), (where, resource)
+        assert quantity(requests["nvidia.com/gpu"]) == quantity(allocatable["nvidia.com/gpu"]), (where, "one rank per node")
 
 
 def test_multi_node_units_lie_in_one_exclusive_topology_domain(deployed):

@@ -14,14 +14,14 @@ from .live import ROOT, deploy, eventually, get, kubectl
 pytestmark = pytest.mark.e2e
 
 
-def stack_file(tmp_path, name: str, **changes) -> str:
-    """A copy of the dev stack (one small unit on L40S) under ``name``, with ``changes`` merged
-    into its service."""
+def stack_file(tmp_path, stack: str, **changes) -> str:
+    """A copy of the dev stack (one small unit on L40S) as stack ``stack``, with ``changes``
+    merged into its service."""
     document = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
     service = copy.deepcopy(document["config"]["moe-ep:service"])
     service.update(changes)
     document["config"]["moe-ep:service"] = service
-    path = tmp_path / f"Pulumi.{name}.yaml"
+    path = tmp_path / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return str(path)
 
