@@ -214,6 +214,7 @@ class GpuNodePool(pulumi.ComponentResource):
     """
 
     node_pool: KubernetesObject | None
+    node_reads: list[KubernetesObject]
     node_patches: list[KubernetesObject]
 
     def __init__(
@@ -230,6 +231,7 @@ class GpuNodePool(pulumi.ComponentResource):
         self.name = pool_name(spec)
         self.capacity = capacity(spec)
         self.node_pool = None
+        self.node_reads: list[KubernetesObject] = []
         self.node_patches = []
         if spec.node_pool.karpenter is not None:
             self.node_pool = KubernetesObject(resource_name, {
@@ -239,10 +241,12 @@ class GpuNodePool(pulumi.ComponentResource):
             }, child)
         else:
             assert spec.node_pool.existing is not None
+            # A patch is a server-side apply, which creates a Node that does not exist: every node
+            # is read first, so a misspelt or decommissioned one fails the preview instead of
+            # appearing, and no node is patched unless all of them exist.
+            self.node_reads = [KubernetesObject.read(f"{resource_name}-{node}", "v1", "Node", node, child)
+                               for node in spec.node_pool.existing.nodes]
+            after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=self.node_reads))
             for node in spec.node_pool.existing.nodes:
-                # A patch is a server-side apply, which creates a Node that does not exist: read
-                # first, a misspelt or decommissioned node fails the preview instead of appearing.
-                existing = KubernetesObject.read(f"{resource_name}-{node}", "v1", "Node", node, child)
-                after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[existing]))
                 self.node_patches.append(KubernetesObject(f"{resource_name}-{node}", node_patch(spec, node), after, patch=True))
         self.register_outputs({"name": self.name, "capacity": self.capacity})

@@ -53,20 +53,25 @@ class MoEEPService(pulumi.ComponentResource):
         super().__init__("moe-ep:index:MoEEPService", resource_name, None, opts)
         spec = ServiceSpec.model_validate(spec)
         self.spec = spec
-        self.namespace = (
-            ServiceNamespace(f"{spec.name}-namespace", spec, opts=pulumi.ResourceOptions(parent=self))
-            if spec.create_namespace else None
-        )
+        # What the cluster must already have is read first (the CRDs here, the nodes a node pool
+        # patches in GpuNodePool): when any is missing the preview fails naming it, and nothing is
+        # created (a child registers only after its parent, and the parent after its depends_on).
         self.prerequisites = ClusterPrerequisites(f"{spec.name}-prerequisites", spec, pulumi.ResourceOptions(parent=self))
-        # Everything else waits for the namespace and the CRD check (a child registers only after its parent).
-        first = [self.prerequisites, *([self.namespace] if self.namespace else [])]
+        # The GPU nodes (a Karpenter NodePool, or labels on existing nodes) before the pods that select them.
+        self.node_pool = GpuNodePool(
+            f"{spec.name}-gpus", spec, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.prerequisites]),
+        ) if spec.node_pool else None
+        checks = [self.prerequisites, *(self.node_pool.node_reads if self.node_pool else [])]
+        self.namespace = ServiceNamespace(
+            f"{spec.name}-namespace", spec, opts=pulumi.ResourceOptions(parent=self, depends_on=checks),
+        ) if spec.create_namespace else None
+        # Everything else waits for the checks and the namespace.
+        first = [*checks, *([self.namespace] if self.namespace else [])]
         child = pulumi.ResourceOptions(parent=self, depends_on=first)
         self.api_key = ApiKey(
             f"{spec.name}-api-key", service=spec.name, namespace=spec.namespace, labels=service_labels(spec),
             length=spec.api_key.length, keepers=spec.api_key.keepers, opts=child,
         )
-        # The GPU nodes (a Karpenter NodePool, or labels on existing nodes) before the pods that select them.
-        self.node_pool = GpuNodePool(f"{spec.name}-gpus", spec, opts=child) if spec.node_pool else None
         # Pods read the key from its Secret, so they wait for it.
         after_key = pulumi.ResourceOptions(
             parent=self, depends_on=[*first, self.api_key, *([self.node_pool] if self.node_pool else [])]

@@ -43,7 +43,11 @@ def test_every_patched_node_is_read_before_its_patch():
     patches = [r for r in run.resources if r.type == "kubernetes:core/v1:NodePatch"]
     assert len(patches) == len(nodes) == 6
     for patch in patches:
-        assert [nodes[d].name for d in patch.dependencies if d in nodes] == [patch.name], patch.name
+        # Every node, not only its own: no node is patched unless all of them exist.
+        assert sorted(nodes[d].name for d in patch.dependencies if d in nodes) == sorted(p.name for p in patches)
+    # The namespace (its component, which its Namespace registers after) waits for every read.
+    namespace = next(r for r in run.resources if r.type == "moe-ep:index:ServiceNamespace")
+    assert set(nodes) <= set(namespace.dependencies)
     assert planning.to_json(planned("prod"))["cluster"]["nodes"] == [f"gpu-h20-0{i}" for i in range(1, 7)]
 
 
