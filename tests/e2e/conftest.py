@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .live import ROOT, deploy
+from .live import ROOT, control_plane, deploy
 
 PLANE = ROOT / "e2e" / "plane.py"
 
@@ -19,11 +19,6 @@ def _plane(action: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def plane():
-    sys.path.insert(0, str(PLANE.parent))
-    try:
-        import plane as control_plane
-    finally:
-        sys.path.pop(0)
     started = not control_plane.healthy()
     if started:
         result = _plane("up")

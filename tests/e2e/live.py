@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -13,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".e2e"
 KUBECTL = STATE / "bin" / "kubectl"
 KUBECONFIG = STATE / "kubeconfig"
+_spec = importlib.util.spec_from_file_location("e2e_plane", ROOT / "e2e" / "plane.py")
+control_plane = sys.modules["e2e_plane"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(control_plane)
+"""e2e/plane.py, the script behind make cluster-up (not a package: loaded from its file)."""
+
 PROGRAMS = ("dev", "staging", "prod", "shared-namespace")
 """Every stack of stacks/ and the program in examples/, deployed side by side."""
 
@@ -24,9 +30,9 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def kubectl(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
-                          capture_output=True, text=True, check=check)
+                          input=input_text, capture_output=True, text=True, check=check)
 
 
 def get(*args: str) -> list[dict]:
