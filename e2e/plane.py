@@ -403,7 +403,7 @@ def up() -> None:
     ensure_pki()
     # A fresh cluster each time, so tests start from a known state; Pulumi's local state and
     # working copies describe the old cluster, so they go with it.
-    for leftover in ("etcd", "state", "work"):
+    for leftover in ("etcd", "state", "work", "pulumi-home"):
         shutil.rmtree(STATE / leftover, ignore_errors=True)
     write_kubeconfig("admin", KUBECONFIG)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .live import (EXCLUSIVE_TOPOLOGY, GPU_PRODUCT_LABEL, GROUP_INDEX, LWS_NAME, PROGRAMS, WORKER_INDEX, deploy,
-                   eventually, get, kubectl, quantity, tolerated, variables)
+from .live import (EXCLUSIVE_TOPOLOGY, GPU_PRODUCT_LABEL, GROUP_INDEX, LWS_NAME, PROGRAMS, STATE, WORKER_INDEX,
+                   deploy, eventually, get, kubectl, quantity, tolerated, variables)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +42,8 @@ def test_every_program_deploys_side_by_side(deployed):
         assert "where each unit's pods landed:" in deployed[name], deployed[name][-3000:]
     namespaces = {lws["metadata"]["namespace"] for lws in leaderworkersets()}
     assert namespaces == {"llm-dev", "llm-staging", "llm-serving", "team-llm"}
+    # Nothing was downloaded: the CLI took its plugins from PATH and installed none.
+    assert not list((STATE / "pulumi-home").glob("plugins/*"))
 
 
 def test_every_leaderworkerset_has_all_its_groups(deployed):
