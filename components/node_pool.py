@@ -203,8 +203,9 @@ class GpuNodePool(pulumi.ComponentResource):
     (Karpenter and the referenced node class must exist) that launches nodes labelled
     ``moe-ep.io/pool: <name>`` (and ``moe-ep.io/rdma: "true"`` with RDMA), tainted
     ``nvidia.com/gpu:NoSchedule``, limited to the GPUs both pools need at their maximum replicas,
-    and consolidated only when empty. With ``existing`` creates one ``NodePatch`` per named node
-    that adds those labels and the taint (server-side apply; deleting the stack removes only them).
+    and consolidated only when empty. With ``existing`` reads every named node (one the cluster
+    lacks fails the preview), then creates one ``NodePatch`` per node that adds those labels and the
+    taint (server-side apply; deleting the stack removes only them).
     Exposes ``name`` (the pool label value) and ``capacity`` (see :func:`components.spec.capacity`).
 
     Example::
@@ -231,7 +232,7 @@ class GpuNodePool(pulumi.ComponentResource):
         self.name = pool_name(spec)
         self.capacity = capacity(spec)
         self.node_pool = None
-        self.node_reads: list[KubernetesObject] = []
+        self.node_reads = []
         self.node_patches = []
         if spec.node_pool.karpenter is not None:
             self.node_pool = KubernetesObject(resource_name, {

@@ -22,9 +22,12 @@ from .spec import ServiceSpec
 class MoEEPService(pulumi.ComponentResource):
     """Everything that serves one model, created in this order:
 
-    1. the namespace with its Pod Security labels (``ServiceNamespace``; skipped with
-       ``create_namespace: false``, when the caller orders the service after the namespace's owner);
-    2. the ``ApiKey`` and, with a ``node_pool`` section, the ``GpuNodePool``;
+    1. ``ClusterPrerequisites``: reads of the CRDs the service needs and, with a ``node_pool``
+       section, the ``GpuNodePool`` (reads of the nodes it patches, then its patches or Karpenter
+       NodePool); a missing CRD or node fails the preview, naming it, before anything is created;
+    2. the namespace with its Pod Security labels (``ServiceNamespace``; skipped with
+       ``create_namespace: false``, when the caller orders the service after the namespace's owner),
+       and the ``ApiKey``;
     3. a ``PrefillPool`` (when the spec has ``prefill``) and a ``DecodePool``, each with its units,
        autoscaler and disruption budget, every pod placed on the node pool;
     4. the ``Router``, ``Monitoring`` (unless disabled) and the ``NetworkPolicies``.
