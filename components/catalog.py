@@ -39,6 +39,9 @@ class Architecture:
     head_dim: int
     attention: AttentionKind
     vocab_size: int
+    remote_code: bool = False
+    """The model's repository carries code vLLM 0.33.0 needs to start (a tokenizer it has no built-in
+    for), so it loads only with ``--trust-remote-code``."""
     kv_lora_rank: int = 0
     """MLA only: compressed KV width cached per layer."""
     qk_rope_head_dim: int = 0
@@ -121,6 +124,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             hidden_size=7168, expert_intermediate_size=2048, dense_intermediate_size=18432,
             attention_heads=64, kv_heads=64, head_dim=192, attention="mla", vocab_size=163840,
             kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, v_head_dim=128, native_dtype="fp8",
+            # tokenizer_config.json: auto_map AutoTokenizer -> tokenization_kimi.TikTokenTokenizer.
+            remote_code=True,
         ),
         # huggingface.co/Qwen/Qwen3-235B-A22B/blob/main/config.json; 235B / 22B from the card.
         Architecture(

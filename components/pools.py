@@ -45,6 +45,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
     """Pure: the DistributedUnit of one role, from the service spec."""
     pool = spec.pools()[role]
     launch = vllm.launch(spec, role)
+    startup_minutes = sizing.startup_minutes(spec, pool)
     placement = placement or Placement()
     return DistributedUnitArgs(
         namespace=spec.namespace,
@@ -54,7 +55,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
         size=pool.nodes_per_replica,
         leader_command=launch.leader,
         worker_command=launch.worker or (),
-        env=launch.env,
+        env=(*launch.env, vllm.engine_ready_env(startup_minutes)),
         gpus_per_pod=spec.gpu.per_node,
         gpu_resource=spec.gpu.resource_name,
         cpu=pool.resources.cpu,
@@ -67,7 +68,7 @@ def unit_args(spec: ServiceSpec, role: str, placement: Placement | None = None) 
         max_surge=spec.unit.max_surge,
         max_unavailable=spec.unit.max_unavailable,
         start_barrier=spec.unit.start_barrier,
-        startup_minutes=sizing.startup_minutes(spec, pool),
+        startup_minutes=startup_minutes,
         labels=pool_labels(spec, role),
         # checkov's accepted findings sit on the LWS, not in its pod templates (the tests scan those as shadow Deployments).
         annotations={**unit_annotations(spec), **skip_annotations(*unit_skip_kinds(placement.security_context, pool.nodes_per_replica))},

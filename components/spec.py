@@ -79,7 +79,10 @@ class ModelSpec(_Model):
     kv_cache_dtype: Literal["auto", "bf16", "fp8"] = Field(
         "auto", description="KV-cache dtype; `auto` follows the model. Default auto."
     )
-    trust_remote_code: bool = Field(False, description="Pass --trust-remote-code. Default false.")
+    trust_remote_code: bool | None = Field(
+        None, description="Pass --trust-remote-code. Default: what the architecture needs (the catalog's "
+        "remote_code: true for Kimi K2, whose tokenizer is code in its repository; false otherwise).",
+    )
 
     @field_validator("architecture")
     @classmethod
@@ -91,6 +94,11 @@ class ModelSpec(_Model):
     @property
     def arch(self) -> catalog.Architecture:
         return catalog.ARCHITECTURES[self.architecture]
+
+    @property
+    def runs_remote_code(self) -> bool:
+        """Whether vLLM gets ``--trust-remote-code``: the setting, else what the architecture needs."""
+        return self.arch.remote_code if self.trust_remote_code is None else self.trust_remote_code
 
 
 class GpuSpec(_Model):

@@ -180,7 +180,7 @@ def _common_args(spec: ServiceSpec, pool: PoolSpec, flag) -> list[str]:
     ]
     if model.kv_cache_dtype != "auto":
         args += [flag["kv_cache_dtype"], model.kv_cache_dtype]
-    if model.trust_remote_code:
+    if model.runs_remote_code:
         args.append(flag["trust_remote_code"])
     if pool.max_num_seqs:
         args += [flag["max_num_seqs"], str(pool.max_num_seqs)]
@@ -192,6 +192,19 @@ def _common_args(spec: ServiceSpec, pool: PoolSpec, flag) -> list[str]:
         args += [flag["kv_transfer_config"], _json(kv_transfer_config(spec))]
     args += list(pool.extra_args)
     return args
+
+
+HTTP_KEEP_ALIVE_SECONDS = 120
+"""vLLM closes an idle HTTP connection after 5 s by default; llm-d's routing sidecar keeps one for
+90 s, so a P/D request sent on a connection vLLM has just closed is reset. llm-d sets 120."""
+
+
+def engine_ready_env(startup_minutes: int) -> dict:
+    """``VLLM_ENGINE_READY_TIMEOUT_S`` set to the unit's startup budget. Each API server waits this
+    long for its engines; vLLM's default (600 s) is shorter than a large MoE's load, so the API
+    servers gave up while the engines still loaded. Equal to the startup probe's budget, so neither
+    gives up before the other. Pure."""
+    return {"name": "VLLM_ENGINE_READY_TIMEOUT_S", "value": str(startup_minutes * 60)}
 
 
 def _env(spec: ServiceSpec, pool: PoolSpec) -> tuple[dict, ...]:
@@ -211,6 +224,7 @@ def _env(spec: ServiceSpec, pool: PoolSpec) -> tuple[dict, ...]:
             {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "value": "$(POD_IP)"},
             # Each DP rank of a pod listens on this port + its DP index.
             {"name": "VLLM_NIXL_SIDE_CHANNEL_PORT", "value": str(spec.kv_transfer.side_channel_port)},
+            {"name": "VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "value": str(HTTP_KEEP_ALIVE_SECONDS)},
         ]
     if pool.expert_parallel and pool.all2all_backend in DEEPEP_BACKENDS:
         env += [

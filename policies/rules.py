@@ -274,6 +274,16 @@ def startup_budget(r: Resource) -> Iterator[str]:
                        f"{unit.dtype} takes about {needed} min (unit.startup_minutes)")
 
 
+def remote_code_models(r: Resource) -> Iterator[str]:
+    """A model whose repository carries code vLLM needs to start is served with --trust-remote-code."""
+    unit = unit_view(r)
+    if unit is None or unit.architecture is None or not unit.architecture.remote_code:
+        return
+    if "--trust-remote-code" not in unit.argv:
+        yield (f"{unit.architecture.name} loads code from its model repository (its tokenizer): vLLM fails at start "
+               "without --trust-remote-code (model.trust_remote_code)")
+
+
 def gpu_requests_equal_limits(r: Resource) -> Iterator[str]:
     for which, pod in pod_specs(r):
         for c in containers(pod):
@@ -520,6 +530,7 @@ RULES: tuple[Rule, ...] = (
     Rule("tp-within-node", "Tensor parallelism stays inside one pod's GPUs.", "mandatory", "resource", tp_within_node),
     Rule("memory-fit", "Weights, runtime reserve and one max_model_len sequence fit every GPU of a unit.", "mandatory", "resource", memory_fit),
     Rule("startup-budget", "Rank 0's startup probe allows the model's estimated load time.", "mandatory", "resource", startup_budget),
+    Rule("remote-code-models", "A model that needs code from its repository is served with --trust-remote-code.", "mandatory", "resource", remote_code_models),
     Rule("gpu-requests-equal-limits", "GPU requests equal limits, in whole GPUs.", "mandatory", "resource", gpu_requests_equal_limits),
     Rule("multi-node-group-restart", "Multi-node units restart as a group.", "mandatory", "resource", multi_node_group_restart),
     Rule("multi-node-rdma", "Multi-node units request an RDMA device and IPC_LOCK.", "mandatory", "resource", multi_node_rdma),

@@ -145,6 +145,11 @@ def _startup(rs):
     probe["failureThreshold"] = 6
 
 
+def _remote_code(rs):
+    # The same argv serving Kimi K2, whose tokenizer is code in its repository.
+    find(rs, "LeaderWorkerSet", "deepseek-r1-decode").inputs["metadata"]["annotations"]["moe-ep.io/architecture"] = "kimi-k2"
+
+
 MUTATIONS = {
     "experts-divisible-by-ep": ("prod", _eplb_indivisible),
     "uneven-expert-split": ("prod", _uneven),
@@ -166,6 +171,7 @@ MUTATIONS = {
     "kv-connectors-consistent": ("prod", _kv),
     "autoscaler-within-capacity": ("staging", _capacity),
     "startup-budget": ("prod", _startup),
+    "remote-code-models": ("prod", _remote_code),
 }
 
 

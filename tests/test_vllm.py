@@ -107,3 +107,48 @@ def test_deepep_backend_brings_nvshmem_env_and_dbo():
     run = vllm.launch(service_from_config(svc, "s"), "decode")
     assert "--enable-dbo" in run.leader and run.leader[run.leader.index("--all2all-backend") + 1] == "deepep_low_latency"
     assert "NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME" in {e["name"] for e in run.env}
+
+
+def test_api_servers_wait_for_their_engines_as_long_as_the_startup_probe():
+    # vLLM's default VLLM_ENGINE_READY_TIMEOUT_S (600 s) is shorter than a DeepSeek-R1 load, so with
+    # internal DP load balancing every API server gave up while its engines were still loading.
+    from components import sizing
+    from components.pools import unit_args
+    from components.unit import PROBE_PERIOD_SECONDS, pod_template
+
+    for name in ("dev", "staging", "prod"):
+        spec = service_from_config(stack(name), name)
+        for role, pool in spec.pools().items():
+            args = unit_args(spec, role)
+            env = {e["name"]: e.get("value") for e in args.env}
+            probe = pod_template(args, leader=True)["spec"]["containers"][0]["startupProbe"]
+            assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) == sizing.startup_minutes(spec, pool) * 60
+            assert int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) >= probe["failureThreshold"] * PROBE_PERIOD_SECONDS > 600
+
+
+def test_pd_servers_keep_idle_connections_longer_than_the_routing_sidecar():
+    # vLLM closes idle connections after 5 s; llm-d's sidecar reuses them for up to 90 s.
+    spec = service_from_config(stack("prod"), "prod")
+    for role in spec.pools():
+        env = {e["name"]: e.get("value") for e in vllm.launch(spec, role).env}
+        assert int(env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > 90
+    decode_only = service_from_config(stack("dev"), "dev")
+    assert "VLLM_HTTP_TIMEOUT_KEEP_ALIVE" not in {e["name"] for e in vllm.launch(decode_only, "decode").env}
+
+
+def test_kimi_k2_gets_trust_remote_code_unless_the_stack_says_otherwise():
+    # Kimi K2's tokenizer (tokenization_kimi.TikTokenTokenizer) is code in its repository: vLLM
+    # 0.33.0 has no built-in one, so the server failed at start without --trust-remote-code.
+    kimi = stack("prod")
+    kimi["model"] = {"id": "moonshotai/Kimi-K2-Instruct", "architecture": "kimi-k2"}
+    kimi["gpu"] = {"product": "h200", "per_node": 8}
+    kimi["prefill"].update(nodes_per_replica=2, tensor_parallel_size=8, data_parallel_size=2, expert_parallel=True)
+    kimi["decode"].update(nodes_per_replica=2, data_parallel_size=16)
+    spec = service_from_config(kimi, "kimi")
+    assert spec.model.runs_remote_code
+    assert all("--trust-remote-code" in vllm.launch(spec, role).leader for role in spec.pools())
+    kimi["model"]["trust_remote_code"] = False
+    assert "--trust-remote-code" not in vllm.launch(service_from_config(kimi, "kimi"), "decode").leader
+    deepseek = service_from_config(stack("prod"), "prod")
+    assert not deepseek.model.runs_remote_code
+    assert "--trust-remote-code" not in vllm.launch(deepseek, "decode").leader

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from components import vllm
+from components.pools import unit_args
 from components.spec import StackError, service_from_config
 
 from ..conftest import ROOT, STACKS
@@ -192,6 +193,6 @@ def test_our_vllm_environment_variables_are_ones_vllm_reads():
     for name in STACKS:
         spec = service_from_config(base(name), name)
         for role in spec.pools():
-            env = {e["name"]: "x" for e in vllm.launch(spec, role).env}
+            env = {e["name"]: "x" for e in unit_args(spec, role).env}  # every variable the pod gets
             assert vllm_cli.unknown_vllm_env_vars(env) == []
             assert "VLLM_ALL2ALL_BACKEND" not in env
