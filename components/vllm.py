@@ -208,8 +208,8 @@ def engine_ready_env(startup_minutes: int) -> dict:
 
 
 def _env(spec: ServiceSpec, pool: PoolSpec) -> tuple[dict, ...]:
-    """Environment for every rank: the API key (by reference), interfaces for NCCL/Gloo/UCX,
-    the NIXL side channel, NVSHMEM (read by DeepEP's library, not by vLLM)."""
+    """Environment for every rank: the API key (by reference), interfaces for NCCL's and Gloo's
+    sockets, the NIXL side channel, NVSHMEM (read by DeepEP's library, not by vLLM)."""
     ifname = spec.unit.comm_interface
     env = [
         api_key_env(spec.name),
@@ -219,8 +219,9 @@ def _env(spec: ServiceSpec, pool: PoolSpec) -> tuple[dict, ...]:
         {"name": "GLOO_SOCKET_IFNAME", "value": ifname},
     ]
     if spec.disaggregated:
+        # No UCX_NET_DEVICES: naming the socket interface (eth0, net1) would restrict UCX, and so
+        # NIXL's KV transfer, to TCP on it; left alone UCX picks the RDMA devices it finds.
         env += [
-            {"name": "UCX_NET_DEVICES", "value": ifname},
             {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "value": "$(POD_IP)"},
             # Each DP rank of a pod listens on this port + its DP index.
             {"name": "VLLM_NIXL_SIDE_CHANNEL_PORT", "value": str(spec.kv_transfer.side_channel_port)},

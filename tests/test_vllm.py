@@ -96,7 +96,9 @@ def test_disaggregated_roles_carry_identical_kv_config_and_nixl_env():
         env = {e["name"]: e for e in run.env}
         assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"]["value"] == "$(POD_IP)"
         assert env["VLLM_NIXL_SIDE_CHANNEL_PORT"]["value"] == "5600"
-        assert env["NCCL_SOCKET_IFNAME"]["value"] == env["GLOO_SOCKET_IFNAME"]["value"] == env["UCX_NET_DEVICES"]["value"]
+        assert env["NCCL_SOCKET_IFNAME"]["value"] == env["GLOO_SOCKET_IFNAME"]["value"] == "eth0"
+        # UCX pinned to the socket interface put NIXL's KV transfer on TCP (issue 23, item 5).
+        assert "UCX_NET_DEVICES" not in env
         assert "NVSHMEM_IB_ENABLE_IBGDA" not in env
     assert len(configs) == 1
 
