@@ -263,7 +263,9 @@ class UnitSpec(_Model):
     """How a multi-node unit behaves (applies to every pool)."""
 
     guard: bool = Field(True, description="Restart the whole unit when any rank fails. Default true.")
-    comm_interface: str = Field("eth0", description="NIC for NCCL and Gloo sockets and COMM_IFNAME (UCX picks its RDMA devices itself). Default eth0.")
+    comm_interface: str = Field(
+        "eth0", description="NIC for NCCL and Gloo sockets and COMM_IFNAME (UCX picks its RDMA devices itself). Default eth0."
+    )
     max_surge: int | str = Field(0, description="Extra units during a rolling update (number or %). Default 0.")
     max_unavailable: int | str = Field(1, description="Units down during a rolling update (number or %). Default 1.")
     start_barrier: bool = Field(
