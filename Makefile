@@ -51,7 +51,7 @@ test-fast: install
 bench: install
 	$(BIN)/python -m benchmarks
 
-# The local control plane (e2e/): binaries built from pinned Go modules (Go 1.24+), cached outside
+# The local control plane (e2e/): binaries built from pinned Go modules (Go 1.26+), cached outside
 # the work tree; etcd, the Kubernetes control plane, LWS and KWOK on 127.0.0.1 (.e2e/kubeconfig).
 tools:
 	e2e/tools/build
