@@ -43,7 +43,8 @@ KUBECONFIG = STATE / "kubeconfig"
 CRD_DIR = Path(os.environ.get("MOE_EP_CRD_DIR") or ROOT.parent / "shared" / "crds")
 FLEET = ROOT / "e2e" / "fleet.yaml"
 CONTEXT = "moe-ep-local"
-KWOK_MODULE = "sigs.k8s.io/kwok@v0.8.0"
+KWOK_MODULE = "sigs.k8s.io/kwok"
+"""At the version e2e/tools/kwok/go.mod pins."""
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.128.0.0/12"
 """Addresses KWOK writes into pod status; nothing is ever sent to them."""
@@ -288,6 +289,7 @@ def _lws() -> list[str]:
 
 def _kwok_stages() -> list[str]:
     """KWOK's own fast node and pod lifecycles, read from its module (the build downloaded it)."""
+    # Inside the tool's module, without a version: the one its go.mod pins.
     found = subprocess.run(["go", "mod", "download", "-json", KWOK_MODULE], capture_output=True, text=True,
                            cwd=ROOT / "e2e" / "tools" / "kwok")
     if found.returncode != 0:
