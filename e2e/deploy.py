@@ -33,10 +33,9 @@ from pathlib import Path
 import yaml
 from pulumi import automation as auto
 
+from plane import BIN, CONTEXT, KUBECONFIG, STATE  # e2e/plane.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".e2e"
-BIN = STATE / "bin"
-KUBECONFIG = STATE / "kubeconfig"
 PASSPHRASE = "moe-ep-local-plane"
 """Only guards state on a throwaway local plane."""
 
@@ -125,13 +124,13 @@ def stack(prog: Program) -> auto.Stack:
     os.environ.update(env)  # the program's own provider processes inherit these too
     selected = auto.create_or_select_stack(prog.name, project_name=prog.project, program=run, opts=workspace)
     # Every stack goes to the local plane's context, whatever context its file pins for real clusters.
-    selected.set_config("kubernetes:context", auto.ConfigValue("moe-ep-local"))
+    selected.set_config("kubernetes:context", auto.ConfigValue(CONTEXT))
     return selected
 
 
-def resources(prog: Program) -> list[dict]:
+def resources(selected: auto.Stack) -> list[dict]:
     """The Kubernetes objects in the stack's state: kind, namespace, name (sorted)."""
-    state = stack(prog).export_stack().deployment
+    state = selected.export_stack().deployment
     objects = []
     for resource in state.get("resources", []):
         # Reads (CRDs, patched nodes) are in the state as external: the stack does not own them.
@@ -172,10 +171,9 @@ def main(argv: list[str]) -> int:
             result = selected.up(on_output=out, color="never")
             outputs = {k: ("[secret]" if v.secret else v.value) for k, v in sorted(result.outputs.items())}
             print(json.dumps(outputs, indent=2, sort_keys=True, default=str))
-            namespaces = sorted({o["namespace"] for o in resources(prog) if o["kind"] == "Namespace"} |
-                                {o["namespace"] for o in resources(prog) if o["kind"] == "LeaderWorkerSet"})
+            namespaces = sorted({o["namespace"] for o in resources(selected) if o["kind"] == "LeaderWorkerSet"})
             print("where each unit's pods landed:")
-            print("\n".join(placements([n for n in namespaces if n])) or "  (no pods yet)")
+            print("\n".join(placements(namespaces)) or "  (no pods yet)")
         elif action == "preview":
             selected.preview(on_output=out, color="never", expect_no_changes=True, diff=True)
         elif action == "destroy":
@@ -183,7 +181,7 @@ def main(argv: list[str]) -> int:
             selected.workspace.remove_stack(prog.name)
             shutil.rmtree(STATE / "work" / prog.name, ignore_errors=True)
         else:
-            print(json.dumps(resources(prog), indent=1))
+            print(json.dumps(resources(selected), indent=1))
     except auto.CommandError as error:
         print(f"deploy: pulumi {action} of {prog.name} failed:\n{error}", file=sys.stderr)
         return 1
