@@ -124,7 +124,6 @@ class _RecordingMonitor(mocks.MockMonitor):
             ))
         return response
 
-
     def ReadResource(self, request):
         response = super().ReadResource(request)
         self.run.reads.append(Registration(

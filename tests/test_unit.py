@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from components.placement import Placement
 from components.unit import (
+    LEADER_SERVICE_ANNOTATIONS,
     LWS_WORKER_INDEX_LABEL,
     DistributedUnitArgs,
     leader_service_spec,
@@ -11,6 +12,8 @@ from components.unit import (
     lws_metadata,
     pod_template,
 )
+
+from .conftest import objects_of, planned
 
 
 def args(**over) -> DistributedUnitArgs:
@@ -76,8 +79,6 @@ def test_gpu_requests_equal_limits_in_whole_gpus():
 def test_every_quantity_is_the_string_the_api_server_gives_back(stack):
     # On the live plane a preview right after `up` showed `nvidia.com/gpu: "4" => 4` on the
     # LeaderWorkerSet: a custom resource's template comes back from the API server as stored.
-    from .conftest import objects_of, planned
-
     for lws in objects_of(planned(stack), "LeaderWorkerSet"):
         for role in ("leaderTemplate", "workerTemplate"):
             template = lws["spec"]["leaderWorkerTemplate"].get(role)
@@ -133,10 +134,6 @@ def test_exclusive_topology_only_for_multi_node_units():
 def test_pulumi_does_not_await_the_rank_0_service_through_a_model_load():
     # pulumi-kubernetes (provider/pkg/await/service.go) waits for a selector Service until no
     # endpoint is unready, 10 minutes at most; rank 0 is unready while the model loads (20+ minutes).
-    from components.unit import LEADER_SERVICE_ANNOTATIONS
-
-    from .conftest import planned
-
     leaders = [r for r in planned("prod").run.resources
                if r.type == "kubernetes:core/v1:Service" and r.name.endswith("-leader")]
     assert len(leaders) == 2
@@ -148,8 +145,6 @@ def test_the_rank_0_service_leaves_the_unit_name_to_lws_headless_service(stack):
     # On the live plane the LWS controller's headless Service (named after the LeaderWorkerSet:
     # the subdomain in LWS_LEADER_ADDRESS) and ours collided: prod's `up` failed on an apply
     # conflict over .spec.selector, and where ours came first LWS created no headless Service.
-    from .conftest import objects_of, planned
-
     plan = planned(stack)
     units = {o["metadata"]["name"] for o in objects_of(plan, "LeaderWorkerSet")}
     services = {o["metadata"]["name"] for o in objects_of(plan, "Service")}

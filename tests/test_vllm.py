@@ -9,8 +9,10 @@ import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-from components import vllm
+from components import sizing, vllm
+from components.pools import unit_args
 from components.spec import ServiceSpec, StackError, service_from_config
+from components.unit import PROBE_PERIOD_SECONDS, pod_template
 
 from .conftest import ROOT
 
@@ -114,10 +116,6 @@ def test_deepep_backend_brings_nvshmem_env_and_dbo():
 def test_api_servers_wait_for_their_engines_as_long_as_the_startup_probe():
     # vLLM's default VLLM_ENGINE_READY_TIMEOUT_S (600 s) is shorter than a DeepSeek-R1 load, so with
     # internal DP load balancing every API server gave up while its engines were still loading.
-    from components import sizing
-    from components.pools import unit_args
-    from components.unit import PROBE_PERIOD_SECONDS, pod_template
-
     for name in ("dev", "staging", "prod"):
         spec = service_from_config(stack(name), name)
         for role, pool in spec.pools().items():

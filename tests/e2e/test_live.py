@@ -6,11 +6,15 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import yaml
+
+from components import catalog
+from moe_ep import cli
 
 from .live import (EXCLUSIVE_TOPOLOGY, GPU_PRODUCT_LABEL, GROUP_INDEX, LWS_NAME, PROGRAMS, STATE, WORKER_INDEX,
                    deploy, eventually, get, kubectl, quantity, tolerated, variables)
@@ -62,8 +66,6 @@ def test_every_vllm_pod_runs_on_a_node_that_matches_its_stack(deployed):
     eventually(all_groups_ready, timeout=120, what="every LeaderWorkerSet ready")
     nodes = {n["metadata"]["name"]: n for n in get("nodes")}
     sets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in leaderworkersets()}
-    from components import catalog
-
     for pod in vllm_pods():
         lws = sets[(pod["metadata"]["namespace"], pod["metadata"]["labels"][LWS_NAME])]
         node = nodes[pod["spec"]["nodeName"]]
@@ -140,8 +142,6 @@ def test_every_variable_in_a_vllm_argv_is_set_in_its_running_pod(deployed):
 
 
 def rendered(stack: str, out: Path) -> list[dict]:
-    from moe_ep import cli
-
     assert cli.main(["render", "--stack", stack, "--out", str(out)]) == 0
     objects = []
     for path in sorted(out.glob("*.yaml")):
@@ -153,8 +153,6 @@ def rendered(stack: str, out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_objects_pulumi_created_are_the_ones_moe_ep_renders(deployed, stack, tmp_path):
-    import json
-
     live = json.loads(deploy("resources", stack).stdout)
     assert live == rendered(stack, tmp_path), stack
 
