@@ -1,7 +1,10 @@
-"""The ``moe-ep`` command: plan, render and check a stack without a cluster or the Pulumi CLI.
+"""The ``moe-ep`` command: plan, render and check a stack without a cluster or the Pulumi CLI, and,
+after ``pulumi up``, see the live service (``status``) and send it a request (``smoke``).
 
-Exit codes: 0 clean; 1 a mandatory policy is violated; 2 bad input (the message names the file,
-the key path, the value and what was expected; nothing is written); anything else is a bug.
+Exit codes: 0 clean; 1 the check failed (a mandatory policy is violated, no layout fits, a unit is
+not ready, the service gave no answer); 2 bad input (the message names the file, the key path, the
+value and what was expected; nothing is written) or a cluster that cannot be reached; anything
+else is a bug.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 from components import catalog, sizing
 from components.spec import GpuSpec, ModelSpec, PoolSpec, StackError
 
-from . import analyze, manifests, plan as planning, schemas, sizing_advice
+from . import analyze, manifests, plan as planning, schemas, sizing_advice, smoke, status
+from .cluster import ClusterError, connect
 
-EXIT_OK, EXIT_POLICY, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
 
 
 class InputError(Exception):
@@ -116,7 +120,7 @@ def _print_human(plan: planning.Plan) -> None:
 
 
 def _verdict(plan: planning.Plan) -> int:
-    return EXIT_POLICY if plan.mandatory_violations or plan.schema_problems else EXIT_OK
+    return EXIT_FAIL if plan.mandatory_violations or plan.schema_problems else EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -136,6 +140,39 @@ def cmd_policy_config(args: argparse.Namespace) -> int:
     levels = analyze.enforcement_levels(config, str(source))
     print(json.dumps({rule: {"enforcementLevel": level} for rule, level in sorted(levels.items())}, indent=2))
     return EXIT_OK
+
+
+def _live(args: argparse.Namespace) -> tuple[planning.Plan, status.Inventory]:
+    """The stack (planned offline, without a CRD check: the cluster is what is checked here)."""
+    project = planning.project_root()
+    source, stack = _source(args, project)
+    plan = planning.build(source, project, stack)
+    return plan, status.inventory(plan)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _plan, inv = _live(args)
+    cluster = connect(args.kubeconfig, args.context, inv.context)
+    view = status.summarize(inv, status.read(cluster, inv))
+    if args.json:
+        print(json.dumps({"context": cluster.context, "server": cluster.server, **view}, indent=2))
+    else:
+        print(status.render(view, cluster.context, cluster.server))
+    return EXIT_OK if view["ready"] else EXIT_FAIL
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    plan, inv = _live(args)
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise InputError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
+    cluster = None if args.url and key else connect(args.kubeconfig, args.context, inv.context)
+    request = smoke.Request(prompt=args.prompt, max_tokens=args.max_tokens, timeout_s=args.timeout)
+    result = smoke.run(plan.spec, inv, cluster, request, url=args.url, api_key=key)
+    print(smoke.render(result))
+    return EXIT_OK if result.ok else EXIT_FAIL
 
 
 def _check_out(out: Path) -> None:
@@ -266,7 +303,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         print(json.dumps(advice, indent=2))
     else:
         print(sizing_advice.render(advice))
-    return EXIT_OK if advice["fits"] else EXIT_POLICY
+    return EXIT_OK if advice["fits"] else EXIT_FAIL
 
 
 def _size_parser(sub: argparse._SubParsersAction) -> None:
@@ -317,7 +354,38 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--config", help="read any stack file of that form")
     policy.set_defaults(func=cmd_policy_config)
     _size_parser(sub)
+    _live_parsers(sub)
     return top
+
+
+def _live_parsers(sub: argparse._SubParsersAction) -> None:
+    def cluster_options(parser: argparse.ArgumentParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--stack", help="read stacks/Pulumi.NAME.yaml")
+        which.add_argument("--config", help="read any stack file of that form")
+        parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, else ~/.kube/config")
+        parser.add_argument("--context", help="default: the stack's kubernetes:context, else the current context")
+
+    state = sub.add_parser(
+        "status", help="every unit of the deployed service: pods, nodes, readiness, restarts, autoscaling",
+        description="Reads the live cluster. Exit 0: every unit ready; 1: some unit is not (the reasons are listed); "
+                    "2: bad input or the cluster cannot be reached.")
+    cluster_options(state)
+    state.add_argument("--json", action="store_true", help="one JSON object")
+    state.set_defaults(func=cmd_status)
+    check = sub.add_parser(
+        "smoke", help="one real chat request through the router, with TTFT and tokens/s",
+        description="Reaches the router through the API server's port-forward (or --url), reads the API key from the "
+                    "stack's Secret, lists the models, streams one chat completion and checks that a request without "
+                    "the key gets 401. Exit 0: a real answer; 1: no answer (the reason is printed); 2: bad input or "
+                    "the cluster cannot be reached.")
+    cluster_options(check)
+    check.add_argument("--url", help="the router's base URL (default: port-forward to a ready router pod)")
+    check.add_argument("--api-key-env", help="read the API key from this environment variable instead of the Secret")
+    check.add_argument("--prompt", default=smoke.DEFAULT_PROMPT, help="the user message (default: %(default)r)")
+    check.add_argument("--max-tokens", type=_positive_int, default=32, help="default 32")
+    check.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per request (default 60)")
+    check.set_defaults(func=cmd_smoke)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except InputError as error:
+        print(f"moe-ep: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except ClusterError as error:
         print(f"moe-ep: {error}", file=sys.stderr)
         return EXIT_INPUT
     except schemas.CrdError as error:

@@ -1,0 +1,121 @@
+"""After `pulumi up` on the local control plane: `moe-ep status` sees every unit and pod where the
+API says they are, goes to 1 while a unit cannot come back and to 0 when it is back, and exits 2
+when no API server answers; `moe-ep smoke` exits 1 naming why nothing answers behind KWOK's pods,
+and 0 against a server that answers as vLLM does with the key from the stack's Secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components.api_key import SECRET_KEY
+
+from .live import GPU_PRODUCT_LABEL, GROUP_INDEX, KUBECONFIG, LWS_NAME, ROOT, WORKER_INDEX, eventually, get, kubectl
+
+pytestmark = pytest.mark.e2e
+
+PROGRAMS = ("dev", "staging", "prod")
+LIVE = ("--kubeconfig", str(KUBECONFIG), "--context", "moe-ep-local")
+SERVICES = {"dev": ("qwen3-30b", "llm-dev"), "staging": ("deepseek-r1", "llm-staging"), "prod": ("deepseek-r1", "llm-serving")}
+
+
+def moe_ep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moe_ep.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def status(stack: str, *extra: str) -> subprocess.CompletedProcess:
+    return moe_ep("status", "--stack", stack, *LIVE, *extra)
+
+
+@pytest.mark.parametrize("stack", PROGRAMS)
+def test_status_lists_every_unit_and_pod_on_the_node_the_api_gives(deployed, stack):
+    service, namespace = SERVICES[stack]
+    result = eventually(lambda: (r := status(stack, "--json")).returncode == 0 and r, timeout=90,
+                        what=f"moe-ep status --stack {stack} exits 0")
+    view = json.loads(result.stdout)
+    live = get("pods", "-n", namespace, "-l", f"app.kubernetes.io/name={service}")
+    listed = {p["name"]: p for pool in view["pools"].values() for u in pool["units"] for p in u["pods"]}
+    assert sorted(listed) == sorted(p["metadata"]["name"] for p in live)
+    nodes = {n["metadata"]["name"]: n for n in get("nodes")}
+    for p in live:
+        shown = listed[p["metadata"]["name"]]
+        assert shown["node"] == p["spec"]["nodeName"]
+        assert shown["gpu"] == nodes[p["spec"]["nodeName"]]["metadata"]["labels"].get(GPU_PRODUCT_LABEL)
+        assert shown["ready"] and shown["phase"] == "Running"
+    for lws in get("leaderworkersets.leaderworkerset.x-k8s.io", "-n", namespace):
+        pool = next(p for p in view["pools"].values() if p["name"] == lws["metadata"]["name"])
+        assert [u["index"] for u in pool["units"]] == list(range(lws["spec"]["replicas"]))
+        assert all(len(u["pods"]) == lws["spec"]["leaderWorkerTemplate"]["size"] for u in pool["units"])
+    assert "router" in view["pools"] and view["pools"]["router"]["endpoints"]
+
+
+def test_status_is_1_while_a_deleted_rank_cannot_come_back_and_0_once_its_group_is_back(deployed):
+    stack = "staging"  # its decode units span two nodes
+    _, namespace = SERVICES[stack]
+    lws = next(s for s in get("leaderworkersets.leaderworkerset.x-k8s.io", "-n", namespace)
+               if s["spec"]["leaderWorkerTemplate"]["size"] > 1)
+    pods = get("pods", "-n", namespace, "-l", f"{LWS_NAME}={lws['metadata']['name']},{GROUP_INDEX}=0")
+    worker = next(p for p in pods if p["metadata"]["labels"][WORKER_INDEX] == "1")
+    product = next(n for n in get("nodes") if n["metadata"]["name"] == worker["spec"]["nodeName"])["metadata"]["labels"][GPU_PRODUCT_LABEL]
+    same_gpu = [n["metadata"]["name"] for n in get("nodes", "-l", f"{GPU_PRODUCT_LABEL}={product}")]
+    try:
+        for name in same_gpu:  # nowhere to go: the group stays down until the nodes come back
+            kubectl("cordon", name)
+        kubectl("delete", "pod", "-n", namespace, worker["metadata"]["name"], "--wait=false")
+        down = eventually(lambda: (r := status(stack)).returncode == 1 and "not scheduled" in r.stdout and r, timeout=60,
+                          what=f"moe-ep status --stack {stack} exits 1 naming the unschedulable rank")
+        assert "NOT READY" in down.stdout and "decode unit 0: pod deepseek-r1-decode-0" in down.stdout, down.stdout
+        assert "Unschedulable: 0/" in down.stdout and "unschedulable" in down.stdout, down.stdout
+    finally:
+        for name in same_gpu:
+            kubectl("uncordon", name)
+    back = eventually(lambda: (r := status(stack, "--json")).returncode == 0 and r, timeout=90,
+                      what=f"moe-ep status --stack {stack} exits 0 once the group is back")
+    view = json.loads(back.stdout)
+    group = next(p for p in view["pools"].values() if p["name"] == lws["metadata"]["name"])["units"][0]
+    assert worker["metadata"]["name"] in {p["name"] for p in group["pods"]} and group["ready"]
+
+
+def test_status_exits_2_when_no_api_server_answers(deployed, tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed = probe.getsockname()[1]
+    config = yaml.safe_load(KUBECONFIG.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{closed}"
+    down = tmp_path / "kubeconfig"
+    down.write_text(yaml.safe_dump(config))
+    result = moe_ep("status", "--stack", "dev", "--kubeconfig", str(down), "--context", "moe-ep-local")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot reach the cluster at https://127.0.0.1:{closed} (context moe-ep-local in {down})" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = moe_ep("status", "--stack", "dev", "--kubeconfig", str(KUBECONFIG), "--context", "no-such-context")
+    assert missing.returncode == 2 and "'no-such-context' is not one of its contexts: moe-ep-local" in missing.stderr
+
+
+def test_smoke_through_the_api_server_exits_1_naming_why_nothing_answers(deployed):
+    result = moe_ep("smoke", "--stack", "dev", *LIVE)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED: port-forward to pod qwen3-30b-router-" in result.stdout
+    assert "is simulated by KWOK: no kubelet and no model server run behind its pods" in result.stdout
+
+
+@pytest.mark.conformance
+def test_smoke_with_the_key_from_the_stacks_secret_gets_an_answer_and_a_stale_key_gets_401(deployed):
+    from ..openai_server import Server
+
+    service, namespace = SERVICES["dev"]
+    secret = get("secret", "-n", namespace, f"{service}-api-key")[0]
+    key = base64.b64decode(secret["data"][SECRET_KEY]).decode()
+    with Server("Qwen/Qwen3-30B-A3B", key) as url:
+        result = moe_ep("smoke", "--stack", "dev", *LIVE, "--url", url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "time to first token" in result.stdout and "tokens/s" in result.stdout
+    with Server("Qwen/Qwen3-30B-A3B", key + "-rotated") as url:
+        stale = moe_ep("smoke", "--stack", "dev", *LIVE, "--url", url)
+    assert stale.returncode == 1 and "HTTP 401" in stale.stdout
