@@ -101,22 +101,26 @@ def _leaf(name: str, subject: str, usage: str, alt_names: str = "") -> None:
 
 
 def ensure_pki() -> None:
-    """A CA, the API server's and the webhook's serving certificates, a client certificate per
-    identity and the service-account signing key; made once and kept across restarts."""
-    if (PKI / ".complete").exists():
-        return
+    """A CA, the serving certificates (API server, LWS webhook, KWOK's kubelet server), a client
+    certificate per identity and the service-account signing key; each made once, kept across
+    restarts, and made when a newer plane needs one an older PKI lacks."""
     PKI.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-             "-keyout", str(PKI / "ca.key"), "-out", str(PKI / "ca.crt"), "-subj", "/CN=moe-ep-local-ca")
-    _leaf("apiserver", "/CN=kube-apiserver", "serverAuth",
-          "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc")
-    _leaf("lws-webhook", "/CN=lws-webhook", "serverAuth", "IP:127.0.0.1,DNS:localhost")
+    if not (PKI / "ca.crt").exists():
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+                 "-keyout", str(PKI / "ca.key"), "-out", str(PKI / "ca.crt"), "-subj", "/CN=moe-ep-local-ca")
+    leaves = [("apiserver", "/CN=kube-apiserver", "serverAuth",
+               "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"),
+              ("lws-webhook", "/CN=lws-webhook", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
+              ("kwok-kubelet", "/CN=kwok-kubelet", "serverAuth", "IP:127.0.0.1,DNS:localhost")]
     for identity in IDENTITIES:
         subject = f"/CN={identity.common_name}" + (f"/O={identity.organization}" if identity.organization else "")
-        _leaf(identity.name, subject, "clientAuth")
-    _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
-    _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
-    (PKI / ".complete").touch()
+        leaves.append((identity.name, subject, "clientAuth", ""))
+    for name, subject, usage, alt_names in leaves:
+        if not (PKI / f"{name}.crt").exists():
+            _leaf(name, subject, usage, alt_names)
+    if not (PKI / "sa.pub").exists():
+        _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
+        _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
 
 
 def _b64(path: Path) -> str:
@@ -287,25 +291,39 @@ def _lws() -> list[str]:
     return [str(BIN / "lws-controller"), f"--config={STATE / 'lws-config.yaml'}"]
 
 
-def _kwok_stages() -> list[str]:
-    """KWOK's own fast node and pod lifecycles, read from its module (the build downloaded it)."""
+def _kwok_module() -> Path:
+    """KWOK's module directory (the build downloaded it), for its stages and CRDs."""
     # Inside the tool's module, without a version: the one its go.mod pins.
     found = subprocess.run(["go", "mod", "download", "-json", KWOK_MODULE], capture_output=True, text=True,
                            cwd=ROOT / "e2e" / "tools" / "kwok")
     if found.returncode != 0:
         raise PlaneError(f"kwok: cannot find its module {KWOK_MODULE}: {found.stdout or found.stderr}")
-    stage = Path(json.loads(found.stdout)["Dir"]) / "kustomize" / "stage"
+    return Path(json.loads(found.stdout)["Dir"])
+
+
+def _kwok_stages() -> list[str]:
+    """KWOK's own fast node and pod lifecycles."""
+    stage = _kwok_module() / "kustomize" / "stage"
     files = ["node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
              "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
     return [f"--config={stage / f}" for f in files]
 
 
 def _kwok() -> list[str]:
+    # KWOK also plays the kubelet's server: nodes report 127.0.0.1 and its port, so the API server's
+    # port-forward (and logs, exec) reach it over TLS, and a PortForward object decides where a
+    # pod's port really leads (a test server on 127.0.0.1, say).
     return [str(BIN / "kwok"), f"--kubeconfig={write_kubeconfig('kwok', STATE / 'kwok.kubeconfig')}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--manage-nodes-with-label-selector=", "--manage-single-node=",
-            f"--cidr={POD_CIDR}", "--node-ip=10.127.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{PORTS['kwok']}", *_kwok_stages()]
+            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", f"--node-port={PORTS['kwok']}", "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{PORTS['kwok']}",
+            f"--tls-cert-file={PKI / 'kwok-kubelet.crt'}", f"--tls-private-key-file={PKI / 'kwok-kubelet.key'}",
+            "--enable-crds=PortForward", *_kwok_stages()]
+
+
+KWOK_CRDS = ("kwok.x-k8s.io_portforwards.yaml",)
+"""The KWOK CRDs the plane serves: PortForward, read by KWOK's kubelet server."""
 
 
 PLANE_TOOLS = ("kubernetes", "etcd", "kwok", "lws")
@@ -372,7 +390,7 @@ def crds() -> list[Path]:
     files = sorted(CRD_DIR.glob("*.yaml"))
     if not any(f.name.startswith("leaderworkerset") for f in files):
         raise PlaneError(f"CRDs not found in {CRD_DIR} (set MOE_EP_CRD_DIR to the folder of upstream CRDs)")
-    return files
+    return files + [_kwok_module() / "kustomize" / "crd" / "bases" / name for name in KWOK_CRDS]
 
 
 # --- up / down -----------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class PortForward:
         self.core, self.namespace, self.pod, self.port = core, namespace, pod, port
         self._listener: socket.socket | None = None
         self._closed = threading.Event()
+        self.errors: list[str] = []
+        """What the API server or the kubelet said about streams that failed, oldest first."""
 
     def __enter__(self) -> int:
         _open(self.core, self.namespace, self.pod, self.port).close()
@@ -77,19 +79,30 @@ class PortForward:
         with local:
             try:
                 stream = _open(self.core, self.namespace, self.pod, self.port)
-            except PortForwardError:
+            except PortForwardError as error:
+                self.errors.append(str(error))
                 return
-            remote = stream.socket(self.port)
-            remote.setblocking(True)
-            peers = {local: remote, remote: local}
-            with selectors.DefaultSelector() as sel:
-                for end in peers:
-                    sel.register(end, selectors.EVENT_READ)
-                while not self._closed.is_set():
-                    for key, _ in sel.select(timeout=0.5):
-                        data = key.fileobj.recv(CHUNK)
-                        if not data:
-                            stream.close()
-                            return
-                        peers[key.fileobj].sendall(data)
-            stream.close()
+            try:
+                self._copy(local, stream.socket(self.port))
+            except OSError:  # either side hung up mid-copy: the HTTP client sees and reports it
+                pass
+            finally:
+                # The kubelet's account of a failed stream (nothing listens on the port, ...) comes
+                # on the error channel, once the stream is done.
+                error = stream.error(self.port)
+                if error:
+                    self.errors.append(error.strip())
+                stream.close()
+
+    def _copy(self, local: socket.socket, remote) -> None:
+        remote.setblocking(True)
+        peers = {local: remote, remote: local}
+        with selectors.DefaultSelector() as sel:
+            for end in peers:
+                sel.register(end, selectors.EVENT_READ)
+            while not self._closed.is_set():
+                for key, _ in sel.select(timeout=0.5):
+                    data = key.fileobj.recv(CHUNK)
+                    if not data:
+                        return
+                    peers[key.fileobj].sendall(data)

@@ -94,16 +94,21 @@ def _router_pod(cluster: Cluster, inv: Inventory) -> tuple[str, str, int]:
     return endpoint.target_ref.name, endpoint.node_name or "", port
 
 
+def _kwok_note(cluster: Cluster, node: str) -> str:
+    """Why a simulated node's pod cannot answer, when it is one (the local plane's)."""
+    try:
+        annotations = cluster.core.read_node(node).metadata.annotations or {} if node else {}
+    except (client.ApiException, urllib3.exceptions.HTTPError, OSError):
+        annotations = {}
+    if KWOK_NODE not in annotations:
+        return ""
+    return (f"; node {node} is simulated by KWOK: no model server runs behind its pods "
+            "(a kwok.x-k8s.io PortForward named after the pod can lead its port to one)")
+
+
 def _unreachable_pod(cluster: Cluster, pod: str, node: str, port: int, error: PortForwardError) -> Failure:
-    because = ""
-    if node:
-        try:
-            annotations = cluster.core.read_node(node).metadata.annotations or {}
-        except (client.ApiException, urllib3.exceptions.HTTPError, OSError):
-            annotations = {}
-        if KWOK_NODE in annotations:
-            because = f"; node {node} is simulated by KWOK: no kubelet and no model server run behind its pods"
-    return Failure(f"port-forward to pod {pod} port {port} on node {node or '?'} through the API server failed: {error}{because}")
+    return Failure(f"port-forward to pod {pod} port {port} on node {node or '?'} through the API server failed: "
+                   f"{error}{_kwok_note(cluster, node)}")
 
 
 def _first_line(text: str) -> str:
@@ -167,6 +172,7 @@ def run(spec: ServiceSpec, inv: Inventory, cluster: Cluster | None, request: Req
     only with both ``url`` and ``api_key``."""
     served = spec.model.served_model_name or spec.model.id
     result = Result(model=served)
+    forward: PortForward | None = None
     with ExitStack() as scope:
         try:
             key = api_key or _api_key(cluster, inv.namespace, inv.service)
@@ -175,8 +181,9 @@ def run(spec: ServiceSpec, inv: Inventory, cluster: Cluster | None, request: Req
                 result.target = base
             else:
                 pod, node, port = _router_pod(cluster, inv)
+                forward = PortForward(cluster.core, inv.namespace, pod, port)
                 try:
-                    local = scope.enter_context(PortForward(cluster.core, inv.namespace, pod, port))
+                    local = scope.enter_context(forward)
                 except PortForwardError as error:
                     raise _unreachable_pod(cluster, pod, node, port, error) from None
                 base = f"http://127.0.0.1:{local}"
@@ -192,6 +199,8 @@ def run(spec: ServiceSpec, inv: Inventory, cluster: Cluster | None, request: Req
             result.reason = str(failure)
         except openai.OpenAIError as error:
             result.reason = _failure(error, result.target or "the router", request.timeout_s)
+            if forward is not None and forward.errors and isinstance(error, openai.APIConnectionError):
+                result.reason += f" (port-forward: {forward.errors[-1]}){_kwok_note(cluster, node)}"
     return result
 
 

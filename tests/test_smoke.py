@@ -75,3 +75,14 @@ def test_an_unset_key_variable_is_bad_input(capsys, monkeypatch):
     monkeypatch.delenv("SMOKE_KEY", raising=False)
     code, _, err = smoke(capsys, monkeypatch, "http://127.0.0.1:9", key=None)
     assert code == 2 and "--api-key-env SMOKE_KEY" in err
+
+
+def test_a_refused_port_forward_is_reported_without_the_response_headers():
+    from kubernetes.client import ApiException
+
+    from moe_ep.port_forward import _reason
+
+    refused = ApiException(status=0, reason="Handshake status 403 Forbidden -+-+- {'content-length': '32', "
+                                            "'server': 'proxy'} -+-+- resolve_deny: denied destination")
+    assert _reason(refused) == "Handshake status 403 Forbidden: resolve_deny: denied destination"
+    assert _reason(ApiException(status=500, reason="")) == "HTTP 500"

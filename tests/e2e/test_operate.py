@@ -1,12 +1,14 @@
 """After `pulumi up` on the local control plane: `moe-ep status` sees every unit and pod where the
 API says they are, goes to 1 while a unit cannot come back and to 0 when it is back, and exits 2
 when no API server answers; `moe-ep smoke` exits 1 naming why nothing answers behind KWOK's pods,
-and 0 against a server that answers as vLLM does with the key from the stack's Secret."""
+and 0 through the API server's port-forward to a server that answers as vLLM does, with the key
+from the stack's Secret."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -98,24 +100,50 @@ def test_status_exits_2_when_no_api_server_answers(deployed, tmp_path):
     assert missing.returncode == 2 and "'no-such-context' is not one of its contexts: moe-ep-local" in missing.stderr
 
 
+def lead_router_port_to(port: int | None) -> None:
+    """KWOK plays the router pods' kubelet: a PortForward per pod leads its port 8081 to 127.0.0.1:port
+    (None: no PortForward, nothing answers)."""
+    service, namespace = SERVICES["dev"]
+    for pod in get("pods", "-n", namespace, "-l", f"app.kubernetes.io/name={service},app.kubernetes.io/component=router"):
+        name = pod["metadata"]["name"]
+        if port is None:
+            kubectl("delete", "portforwards.kwok.x-k8s.io", "-n", namespace, name, "--ignore-not-found")
+            continue
+        forward = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward", "metadata": {"name": name, "namespace": namespace},
+                   "spec": {"forwards": [{"ports": [8081], "target": {"port": port, "address": "127.0.0.1"}}]}}
+        kubectl("apply", "-f", "-", input_text=json.dumps(forward))
+
+
 def test_smoke_through_the_api_server_exits_1_naming_why_nothing_answers(deployed):
+    lead_router_port_to(None)
     result = moe_ep("smoke", "--stack", "dev", *LIVE)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED: port-forward to pod qwen3-30b-router-" in result.stdout
-    assert "is simulated by KWOK: no kubelet and no model server run behind its pods" in result.stdout
+    assert "FAILED: cannot talk to pod llm-dev/qwen3-30b-router-" in result.stdout
+    assert "(port-forward: error forwarding port 8081 to pod qwen3-30b-router-" in result.stdout
+    assert "is simulated by KWOK: no model server runs behind its pods" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.conformance
-def test_smoke_with_the_key_from_the_stacks_secret_gets_an_answer_and_a_stale_key_gets_401(deployed):
+def test_smoke_through_the_api_servers_port_forward_with_the_secrets_key_gets_an_answer(deployed):
+    """The whole path a client takes: the router Service's ready endpoint, the API server's
+    port-forward, the node's kubelet (KWOK's server), the pod's port (here a server that answers
+    as vLLM does), with the key read from the stack's Secret; a rotated key on the server is 401."""
     from ..openai_server import Server
 
     service, namespace = SERVICES["dev"]
-    secret = get("secret", "-n", namespace, f"{service}-api-key")[0]
-    key = base64.b64decode(secret["data"][SECRET_KEY]).decode()
-    with Server("Qwen/Qwen3-30B-A3B", key) as url:
-        result = moe_ep("smoke", "--stack", "dev", *LIVE, "--url", url)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "time to first token" in result.stdout and "tokens/s" in result.stdout
-    with Server("Qwen/Qwen3-30B-A3B", key + "-rotated") as url:
-        stale = moe_ep("smoke", "--stack", "dev", *LIVE, "--url", url)
-    assert stale.returncode == 1 and "HTTP 401" in stale.stdout
+    key = base64.b64decode(get("secret", "-n", namespace, f"{service}-api-key")[0]["data"][SECRET_KEY]).decode()
+    try:
+        with Server("Qwen/Qwen3-30B-A3B", key) as url:
+            lead_router_port_to(int(url.rsplit(":", 1)[1]))
+            result = eventually(lambda: (r := moe_ep("smoke", "--stack", "dev", *LIVE)).returncode == 0 and r, timeout=30,
+                                what="moe-ep smoke through the port-forward exits 0")
+        assert "(port-forward)" in result.stdout and "answer: Hello from a vLLM-shaped server." in result.stdout
+        assert re.search(r"time to first token \d+\.\d+ s; 11 tokens in \d+\.\d+ s = \d+\.\d tokens/s", result.stdout), result.stdout
+        with Server("Qwen/Qwen3-30B-A3B", key + "-rotated") as url:
+            lead_router_port_to(int(url.rsplit(":", 1)[1]))
+            stale = eventually(lambda: (r := moe_ep("smoke", "--stack", "dev", *LIVE)).returncode == 1 and "HTTP 401" in r.stdout and r,
+                               timeout=30, what="moe-ep smoke exits 1 with HTTP 401 against a server with another key")
+        assert "rejected the stack's API key" in stale.stdout
+    finally:
+        lead_router_port_to(None)
