@@ -15,14 +15,13 @@ from typing import Any, Literal, Mapping, Optional
 import pulumi
 
 from .kubernetes_object import KubernetesObject
-from .placement import GPU_TAINT_KEY, RESTRICTED_CONTAINER, Placement, device_container
+from .placement import GPU_PRODUCT_LABEL, GPU_TAINT_KEY, RESTRICTED_CONTAINER, Placement, device_container
 from .labels import service_labels
 from .spec import DEEPEP_BACKENDS, NodePoolSpec, ServiceSpec, capacity
 
 KARPENTER_API_VERSION = "karpenter.sh/v1"
 POOL_LABEL = "moe-ep.io/pool"
 RDMA_LABEL = "moe-ep.io/rdma"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 SECURITY_TIER_ANNOTATION = "moe-ep.io/security-tier"
 MULTUS_NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 # pulumi-kubernetes reads these annotations on Patch resources: the SSA field manager's name, and

@@ -11,6 +11,20 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+"""Set by GPU Feature Discovery on every GPU node; the pools select on it."""
+
+OFF_GPU_NODES = {
+    "nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "preference": {"matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "DoesNotExist"}]}},
+        ],
+    },
+}
+"""The affinity of pods that need no GPU (the router, the scheduler): a node without one, when there
+is such a node. On a GPU node they take CPU and memory the model servers were sized for, and they
+keep the node from being scaled in (Karpenter and the cluster autoscaler leave nodes that run
+pods); preferred, not required, so a cluster of GPU nodes only still runs them."""
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,

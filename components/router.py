@@ -28,6 +28,7 @@ from .autoscaling import HPA_API_VERSION
 from .disruption import PDB_API_VERSION, pdb_spec
 from .kubernetes_object import KubernetesObject
 from .labels import component_labels
+from .placement import OFF_GPU_NODES
 from .scanning import skip_annotations
 from .spec import ServiceSpec
 from .unit import IMAGE_PULL_POLICY, LWS_WORKER_INDEX_LABEL
@@ -218,6 +219,7 @@ def scheduler_pod(spec: ServiceSpec) -> dict[str, Any]:
         "spec": {
             "serviceAccountName": n["scheduler"],
             "automountServiceAccountToken": True,
+            "affinity": OFF_GPU_NODES,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 130,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -364,6 +366,7 @@ def proxy_pod(spec: ServiceSpec) -> dict[str, Any]:
         "metadata": {"labels": component_labels(spec, ROUTER_COMPONENT), "annotations": config_checksum(envoy_config(spec))},
         "spec": {
             "automountServiceAccountToken": False,
+            "affinity": OFF_GPU_NODES,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 90,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

@@ -15,6 +15,7 @@ import urllib3
 from kubernetes import client
 
 from components.labels import COMPONENT
+from components.placement import GPU_PRODUCT_LABEL as GPU_PRODUCT
 from components.router import names as router_names
 
 from .cluster import Cluster
@@ -27,7 +28,6 @@ WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_REVISION = "leaderworkerset.sigs.k8s.io/template-revision-hash"
 DEPLOYMENT_REVISION = "pod-template-hash"
-GPU_PRODUCT = "nvidia.com/gpu.product"
 SERVICE_NAME = "kubernetes.io/service-name"
 ROLE_ORDER = ("prefill", "decode", "router", "scheduler")
 
@@ -182,7 +182,9 @@ def _why_not_ready(pod: dict, events: list[dict]) -> str:
     mine = [e for e in events if (e.get("involvedObject") or {}).get("uid") == meta.get("uid")]
     if mine:
         newest = max(mine, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        reasons.append(f"event {newest.get('reason')}: {newest.get('message', '').strip()}")
+        message = (newest.get("message") or "").strip()
+        if not any(message in reason for reason in reasons):  # the scheduler says the same in both
+            reasons.append(f"event {newest.get('reason')}: {message}")
     return "; ".join(reasons)
 
 

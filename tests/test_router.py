@@ -214,3 +214,16 @@ def test_a_config_change_rolls_the_pods_that_read_it_and_nothing_else_does():
     after = render(retuned)
     changed = {n for n, t in templates(after).items() if t != templates(before)[n]}
     assert changed == {n for n, c in configs(after).items() if c != configs(before)[n]} != set()
+
+
+def test_router_and_scheduler_pods_prefer_nodes_without_a_gpu_and_model_servers_do_not():
+    """Found on the live plane by `moe-ep status`: routers ran on H20 nodes beside idle CPU nodes."""
+    for stack in STACKS:
+        plan = planned(stack)
+        for deployment in objects_of(plan, "Deployment"):
+            preferred = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            assert {"key": "nvidia.com/gpu.product", "operator": "DoesNotExist"} in preferred[0]["preference"]["matchExpressions"], stack
+            assert "requiredDuringSchedulingIgnoredDuringExecution" not in deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        for template in vllm_templates(plan.objects).values():
+            for pod in (template.get("leaderTemplate"), template["workerTemplate"]):
+                assert pod is None or "DoesNotExist" not in str(pod["spec"].get("affinity", {}))

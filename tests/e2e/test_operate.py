@@ -55,6 +55,8 @@ def test_status_lists_every_unit_and_pod_on_the_node_the_api_gives(deployed, sta
         assert [u["index"] for u in pool["units"]] == list(range(lws["spec"]["replicas"]))
         assert all(len(u["pods"]) == lws["spec"]["leaderWorkerTemplate"]["size"] for u in pool["units"])
     assert "router" in view["pools"] and view["pools"]["router"]["endpoints"]
+    for role in ("router", "scheduler"):  # on the fleet's CPU nodes, not beside the model servers
+        assert all(p["gpu"] is None for u in view["pools"].get(role, {"units": []})["units"] for p in u["pods"]), role
 
 
 def test_status_is_1_while_a_deleted_rank_cannot_come_back_and_0_once_its_group_is_back(deployed):
