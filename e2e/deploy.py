@@ -2,6 +2,9 @@
 
     python e2e/deploy.py up STACK          # pulumi up --yes; prints outputs and where units landed
     python e2e/deploy.py preview STACK     # pulumi preview --expect-no-changes
+    python e2e/deploy.py preview STACK --policy-pack [--policy-pack-config FILE] [--json]
+                                           # pulumi preview --policy-pack policies: fails on a
+                                           # mandatory violation; a stack this creates is removed
     python e2e/deploy.py destroy STACK     # pulumi destroy --yes
     python e2e/deploy.py resources STACK   # the stack's Kubernetes objects, as JSON
 
@@ -17,10 +20,21 @@ Nothing is downloaded: the CLI finds its provider plugins on PATH (.e2e/bin) wit
 PULUMI_HOME; state goes to a file backend under .e2e/state with a passphrase secrets provider.
 Each stack's working copy of its project and stack file is under .e2e/work/STACK, so the
 passphrase provider's salt is never written into the repository's stack files.
+
+The policy pack (policies/, a Python pack) is started by the CLI through the language runtime its
+PulumiPolicy.yaml names: the CLI looks up `pulumi-language-python` and calls its RunPlugin, which
+runs `python -u -m pulumi.policy ENGINE policies/` (there is no ambient analyzer shim since
+pulumi/pulumi#21684). e2e/tools/pulumi-language-python builds a host that serves just that, from
+the pinned Pulumi SDK module. A preview with --policy-pack on a stack that has no state yet is
+the stack's first preview (the API key is still unknown) and leaves no state behind, so it can be
+repeated. --json prints one object: the policy events as `moe-ep preview --json` lists
+violations ({policy, enforcement, resource, message}; the root stack is "(stack)"), whether the
+preview succeeded, and the CLI's output.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import runpy
@@ -34,6 +48,7 @@ import yaml
 from pulumi import automation as auto
 
 from plane import BIN, CONTEXT, KUBECONFIG, STATE  # e2e/plane.py, beside this file
+from policies.rules import RULES_BY_NAME  # the pack's rules: their descriptions prefix the CLI's messages
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSPHRASE = "moe-ep-local-plane"
@@ -104,11 +119,15 @@ def _workdir(prog: Program) -> Path:
     return work
 
 
-DEPLOY_TOOLS = ("pulumi", "pulumi-kubernetes")
-"""The folders of e2e/tools this needs: the CLI (with the dynamic-provider plugin) and the provider."""
+DEPLOY_TOOLS = ("pulumi", "pulumi-kubernetes", "pulumi-language-python")
+"""The folders of e2e/tools this needs: the CLI (with the dynamic-provider plugin), the provider,
+and the language host that starts the policy pack."""
+
+POLICY_PACK = ROOT / "policies"
 
 
-def stack(prog: Program) -> auto.Stack:
+def stack(prog: Program) -> tuple[auto.Stack, bool]:
+    """The program's stack, selected or created; and whether this call created it."""
     if not KUBECONFIG.exists():
         raise SystemExit("deploy: the local control plane is not up (make cluster-up)")
     subprocess.run([str(ROOT / "e2e" / "tools" / "build"), *DEPLOY_TOOLS], check=True, stdout=sys.stderr)
@@ -122,10 +141,46 @@ def stack(prog: Program) -> auto.Stack:
         work_dir=str(_workdir(prog)), pulumi_home=env["PULUMI_HOME"], env_vars=env, secrets_provider="passphrase",
         pulumi_command=auto.PulumiCommand(root=str(STATE), skip_version_check=True))
     os.environ.update(env)  # the program's own provider processes inherit these too
-    selected = auto.create_or_select_stack(prog.name, project_name=prog.project, program=run, opts=workspace)
+    try:
+        selected, created = auto.select_stack(prog.name, project_name=prog.project, program=run, opts=workspace), False
+    except auto.StackNotFoundError:
+        selected, created = auto.create_stack(prog.name, project_name=prog.project, program=run, opts=workspace), True
     # Every stack goes to the local plane's context, whatever context its file pins for real clusters.
     selected.set_config("kubernetes:context", auto.ConfigValue(CONTEXT))
-    return selected
+    return selected, created
+
+
+def forget(selected: auto.Stack, prog: Program) -> None:
+    """Remove a stack that holds no resources, and its working copy."""
+    selected.workspace.remove_stack(prog.name)
+    shutil.rmtree(STATE / "work" / prog.name, ignore_errors=True)
+
+
+def _violation(event: auto.PolicyEvent, stack_urn: str) -> dict:
+    """A policy event as `moe-ep preview --json` lists a violation (the rule's own sentence)."""
+    urn = event.resource_urn or stack_urn
+    description = RULES_BY_NAME[event.policy_name].description if event.policy_name in RULES_BY_NAME else ""
+    return {"policy": event.policy_name, "enforcement": event.enforcement_level,
+            "resource": "(stack)" if urn == stack_urn else urn.rsplit("::", 1)[-1],
+            "message": event.message.strip().removeprefix(description + "\n")}
+
+
+def policy_preview(selected: auto.Stack, config: str | None, out) -> dict:
+    """`pulumi preview --policy-pack policies [--policy-pack-config FILE]`: the policy events and
+    whether the preview succeeded (it fails on a mandatory violation)."""
+    events: list[auto.EngineEvent] = []
+    succeeded = True
+    try:
+        selected.preview(on_output=out, on_event=events.append, color="never", policy_packs=[str(POLICY_PACK)],
+                         policy_pack_configs=[str(Path(config).resolve())] if config else None)
+    except auto.CommandError as error:
+        succeeded = False
+        out(str(error))
+    project = selected.workspace.project_settings().name
+    stack_urn = f"urn:pulumi:{selected.name}::{project}::pulumi:pulumi:Stack::{project}-{selected.name}"
+    found = [_violation(e.policy_event, stack_urn) for e in events if e.policy_event]
+    found.sort(key=lambda v: (v["enforcement"] != "mandatory", v["policy"], v["resource"], v["message"]))
+    return {"stack": selected.name, "succeeded": succeeded, "violations": found}
 
 
 def resources(selected: auto.Stack) -> list[dict]:
@@ -159,12 +214,46 @@ def placements(namespaces: list[str]) -> list[str]:
     return lines
 
 
+class _Usage(argparse.ArgumentParser):
+    def error(self, message: str):  # the module's usage is printed instead
+        raise ValueError(message)
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace | None:
+    parser = _Usage(prog="deploy.py", add_help=False)
+    parser.add_argument("action", choices=("up", "preview", "destroy", "resources"))
+    parser.add_argument("name")
+    parser.add_argument("--policy-pack", action="store_true")
+    parser.add_argument("--policy-pack-config")
+    parser.add_argument("--json", action="store_true")
+    try:
+        args = parser.parse_args(argv)
+    except ValueError:
+        return None
+    if (args.policy_pack_config or args.json) and not args.policy_pack or args.policy_pack and args.action != "preview":
+        return None
+    return args
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("up", "preview", "destroy", "resources"):
+    args = _arguments(argv)
+    if args is None:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    action, prog = argv[0], program(argv[1])
-    selected = stack(prog)
+    action, prog = args.action, program(args.name)
+    selected, created = stack(prog)
+    if args.policy_pack:
+        output: list[str] = []
+        try:
+            result = policy_preview(selected, args.policy_pack_config, output.append if args.json else print)
+        finally:
+            if created:  # the stack's first preview: no state left behind, so the next one is first too
+                forget(selected, prog)
+        if args.json:
+            print(json.dumps({**result, "output": "\n".join(output)}, indent=1))
+        else:
+            print(json.dumps(result["violations"], indent=1))
+        return 0 if result["succeeded"] else 1
     out = print  # the Automation API hands over one line at a time, without its newline
     try:
         if action == "up":
@@ -178,8 +267,7 @@ def main(argv: list[str]) -> int:
             selected.preview(on_output=out, color="never", expect_no_changes=True, diff=True)
         elif action == "destroy":
             selected.destroy(on_output=out, color="never")
-            selected.workspace.remove_stack(prog.name)
-            shutil.rmtree(STATE / "work" / prog.name, ignore_errors=True)
+            forget(selected, prog)
         else:
             print(json.dumps(resources(selected), indent=1))
     except auto.CommandError as error:
