@@ -3,7 +3,11 @@
 The servicer is the one the Pulumi CLI talks to over gRPC (``pulumi_policy.policy.
 _PolicyAnalyzerServicer``; private, hence the pinned pulumi-policy): ``Configure`` with the
 stack's enforcement levels, ``Analyze`` once per resource with its inputs, ``AnalyzeStack`` once
-with every resource.
+with every resource's outputs. What it sends is what the engine (pkg/v3 v3.274.0) sends: every
+resource the program registered, components included, and the root stack with its exports
+(``engine.Run.stack_resource``); keys starting with ``__`` dropped (the engine's
+``SkipInternalKeys``); unknowns, in a preview-mode run, as the wire's unknown sentinel. Default
+providers, which the engine also sends, are left out: no rule reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from components.spec import POLICY_KEY, Problem, StackError, key_step
 from policies.pack import NAME, VERSION, policies
 from policies.rules import RULES_BY_NAME
 
-from .engine import Registration
+from .engine import Registration, wire
 
 _LEVEL_NAMES = {
     analyzer_pb2.ADVISORY: "advisory",
@@ -49,9 +53,18 @@ def enforcement_levels(config: Mapping[str, Any], source: str) -> dict[str, str]
     return dict(levels)
 
 
+def _engine_view(value: Any) -> Any:
+    """Without the keys the engine keeps from analyzers (``__provider``, ``__inputs``, ...)."""
+    if isinstance(value, Mapping):
+        return {k: _engine_view(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list):
+        return [_engine_view(v) for v in value]
+    return value
+
+
 def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    struct.update(dict(value))
+    struct.update(_engine_view(wire(dict(value))))
     return struct
 
 
@@ -78,19 +91,20 @@ def _violations(response: analyzer_pb2.AnalyzeResponse, names: Mapping[str, str]
 
 
 def analyze(resources: Iterable[Registration], levels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every violation, resource policies first, in a stable order."""
+    """Every violation, in a stable order (mandatory first). ``resources``: what the program
+    registered, and the root stack (``Run.stack_resource()``) to see what the engine sends."""
     servicer = analyzer(levels)
-    custom = [r for r in resources if r.custom]
-    names = {r.urn: r.name for r in custom}
+    resources = list(resources)
+    names = {r.urn: r.name for r in resources}
     found: list[dict[str, Any]] = []
-    for r in custom:
+    for r in resources:
         request = analyzer_pb2.AnalyzeRequest(type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name)
         found += _violations(servicer.Analyze(request, None), names, r.name)
     stack = analyzer_pb2.AnalyzeStackRequest(resources=[
         analyzer_pb2.AnalyzerResource(
-            type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, parent=r.parent, dependencies=list(r.dependencies),
+            type=r.type, properties=_struct(r.outputs), urn=r.urn, name=r.name, parent=r.parent, dependencies=list(r.dependencies),
         )
-        for r in custom
+        for r in resources
     ])
     found += _violations(servicer.AnalyzeStack(stack, None), names, "(stack)")
     return sorted(found, key=lambda v: (v["enforcement"] != "mandatory", v["policy"], v["resource"], v["message"]))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pulumi.output import Unknown
+
 from components import sizing, vllm
 from components.prerequisites import required_crds
 from components.spec import SERVICE_KEY, ServiceSpec, read_stack_config, service_from_config
@@ -67,18 +69,21 @@ def load(source: Path) -> tuple[dict[str, Any], ServiceSpec]:
     return config, service_from_config(config[SERVICE_KEY], str(source))
 
 
-def build(source: Path, project: Path | None = None, stack: str | None = None, crd_dir: Path | None = None) -> Plan:
+def build(source: Path, project: Path | None = None, stack: str | None = None, crd_dir: Path | None = None,
+          preview: bool = False) -> Plan:
     """Validate ``source``, run the real program on it under mocks, run the policy pack, and,
-    given a CRD folder, check the custom resources against it."""
+    given a CRD folder, check the custom resources against it. ``preview``: as a fresh stack's
+    first ``pulumi preview`` (what providers compute is unknown; see ``engine``), so the policy
+    results are the ones ``pulumi preview --policy-pack policies`` reports on a new stack."""
     config, spec = load(source)
     levels = analyze.enforcement_levels(config, str(source))
     root = project or project_root()
     name = stack or stack_name(source)
-    run = engine.run_program(root / PROGRAM, config, name)
+    run = engine.run_program(root / PROGRAM, config, name, preview=preview)
     objects = manifests.manifests(run.resources)
     return Plan(
         stack=name, source=source, config=config, spec=spec, run=run, objects=objects,
-        violations=analyze.analyze(run.resources, levels), crd_dir=crd_dir,
+        violations=analyze.analyze([*run.resources, run.stack_resource()], levels), crd_dir=crd_dir,
         schema_problems=[str(p) for p in schemas.validate_custom_resources(objects, crd_dir)] if crd_dir else [],
     )
 
@@ -192,7 +197,8 @@ def sizing_view(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def outputs_view(run: engine.Run) -> dict[str, Any]:
-    return {k: ("[secret]" if k in run.secret_outputs else v) for k, v in sorted(run.outputs.items())}
+    return {k: ("[secret]" if k in run.secret_outputs else "[unknown]" if isinstance(v, Unknown) else v)
+            for k, v in sorted(run.outputs.items())}
 
 
 ROLES = ("prefill", "decode")

@@ -51,6 +51,9 @@ class Resource:
     type: str
     name: str
     props: Mapping[str, Any]
+    urn: str = ""
+    """Which resource this is (names repeat: a unit's LWS, PDB and HPA share one); stack rules
+    yield the resource at fault, and the pack reports the violation on its URN."""
 
 
 @dataclass(frozen=True)
@@ -372,7 +375,7 @@ def _literal_secret_env(c: Mapping[str, Any]) -> Iterator[str]:
     for e in c.get("env") or []:
         if SECRET_NAME.search(str(e.get("name", ""))) and e.get("value"):
             yield f"env {e['name']} carries a literal value; reference a Secret (valueFrom.secretKeyRef)"
-    argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    argv = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
     for i, arg in enumerate(argv):
         if arg in ("--api-key", "--hf-token") or arg.startswith(("--api-key=", "--hf-token=")):
             yield f"argument {arg.split('=')[0]} puts a secret on the command line; use the environment from a Secret"
@@ -440,17 +443,17 @@ def _lws_pod_labels(r: Resource) -> list[dict[str, str]]:
     return found
 
 
-def pool_has_pdb(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+def pool_has_pdb(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     budgets = [r for r in resources if r.type == PDB]
     for r in resources:
         if r.type != LWS:
             continue
         pods = _lws_pod_labels(r)
         if not any(_selects(_get(b.props, "spec.selector"), labels) for b in budgets for labels in pods):
-            yield r.name, "no PodDisruptionBudget selects this unit's pods: a node drain may take every unit down"
+            yield r, "no PodDisruptionBudget selects this unit's pods: a node drain may take every unit down"
 
 
-def network_policy_present(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+def network_policy_present(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     policies = [r for r in resources if r.type == NETWORK_POLICY]
     for r in resources:
         if r.type != LWS:
@@ -458,10 +461,10 @@ def network_policy_present(resources: Sequence[Resource]) -> Iterator[tuple[str,
         namespace = _get(r.props, "metadata.namespace")
         if not any(_get(p.props, "metadata.namespace") == namespace and _selects(_get(p.props, "spec.podSelector"), labels)
                    for p in policies for labels in _lws_pod_labels(r)):
-            yield r.name, "no NetworkPolicy selects this unit's pods: every pod in the cluster can reach its ports"
+            yield r, "no NetworkPolicy selects this unit's pods: every pod in the cluster can reach its ports"
 
 
-def endpoint_requires_api_key(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+def endpoint_requires_api_key(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     """Every vLLM server checks a key from a Secret (the router forwards Authorization)."""
     for r in resources:
         for which, pod in pod_specs(r):
@@ -471,11 +474,12 @@ def endpoint_requires_api_key(resources: Sequence[Resource]) -> Iterator[tuple[s
                     continue
                 env = {e.get("name"): e for e in c.get("env") or []}
                 if not _get(env.get("VLLM_API_KEY"), "valueFrom.secretKeyRef.name"):
-                    yield r.name, f"{which}: vLLM serves without VLLM_API_KEY from a Secret: anyone who reaches the endpoint can use it"
+                    yield r, f"{which}: vLLM serves without VLLM_API_KEY from a Secret: anyone who reaches the endpoint can use it"
 
 
-def kv_connectors_consistent(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+def kv_connectors_consistent(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     by_service: dict[str, dict[str, str | None]] = {}
+    units: dict[tuple[str, str], Resource] = {}
     for r in resources:
         unit = unit_view(r)
         if unit is None:
@@ -486,10 +490,13 @@ def kv_connectors_consistent(resources: Sequence[Resource]) -> Iterator[tuple[st
             continue
         raw = flag(unit.argv, "--kv-transfer-config")
         connector = json.loads(raw).get("kv_connector") if raw else None
-        by_service.setdefault(labels.get("app.kubernetes.io/name", ""), {})[role] = connector
+        service = labels.get("app.kubernetes.io/name", "")
+        by_service.setdefault(service, {})[role] = connector
+        units[service, role] = r
     for service, roles in sorted(by_service.items()):
         if "prefill" in roles and roles.get("prefill") != roles.get("decode"):
-            yield service, f"prefill uses KV connector {roles.get('prefill')}, decode {roles.get('decode')}: KV cache cannot move"
+            yield (units.get((service, "decode")) or units[service, "prefill"],
+                   f"service {service}: prefill uses KV connector {roles.get('prefill')}, decode {roles.get('decode')}: KV cache cannot move")
 
 
 def units_at_most(resources: Sequence[Resource]) -> list[tuple[UnitView, int]]:
@@ -508,7 +515,7 @@ def units_at_most(resources: Sequence[Resource]) -> list[tuple[UnitView, int]]:
     return found
 
 
-def autoscaler_within_capacity(resources: Sequence[Resource]) -> Iterator[tuple[str, str]]:
+def autoscaler_within_capacity(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     """Units at their maximum replicas fit the node pool: a Karpenter GPU limit, or the number of
     existing nodes labelled for it."""
     units = units_at_most(resources)
@@ -517,10 +524,11 @@ def autoscaler_within_capacity(resources: Sequence[Resource]) -> Iterator[tuple[
     for pool in (r for r in resources if r.type == NODE_POOL):
         for key, value in (_get(pool.props, "spec.limits") or {}).items():
             if key.endswith("/gpu") and _int(value) is not None and _int(value) < gpus:
-                yield pool.name, f"{key} limit {value} is below the {gpus} GPUs the units need at their maximum replicas"
-    patched = [r for r in resources if r.type == NODE_PATCH]
+                yield pool, f"{key} limit {value} is below the {gpus} GPUs the units need at their maximum replicas"
+    # Reported on the first node by name: the engine sends resources in no set order.
+    patched = sorted((r for r in resources if r.type == NODE_PATCH), key=lambda r: r.name)
     if patched and len(patched) < nodes:
-        yield patched[0].name, f"{len(patched)} existing nodes are labelled for the pool; the units need {nodes} at their maximum replicas"
+        yield patched[0], f"{len(patched)} existing nodes are labelled for the pool; the units need {nodes} at their maximum replicas"
 
 
 RULES: tuple[Rule, ...] = (
