@@ -50,6 +50,21 @@ def deploy(action: str, name: str, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def policy_preview(stack_file: str, config: str | None = None) -> dict:
+    """``pulumi preview --policy-pack policies [--policy-pack-config CONFIG]`` of a stack file
+    through e2e/deploy.py: its JSON (violations, succeeded, the CLI's output) and ``returncode``.
+    A stack with no state yet gets its first preview and is removed afterwards."""
+    extra = ["--policy-pack-config", config] if config else []
+    result = subprocess.run([sys.executable, str(ROOT / "e2e" / "deploy.py"), "preview", stack_file, "--policy-pack",
+                             *extra, "--json"], capture_output=True, text=True, cwd=ROOT)
+    try:
+        found = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"deploy.py preview {stack_file} --policy-pack exited {result.returncode} without its "
+                             f"JSON:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}") from None
+    return {**found, "returncode": result.returncode}
+
+
 def eventually(condition, timeout: float = 60, interval: float = 1.0, what: str = ""):
     """Poll until ``condition()`` returns a truthy value; return it, or fail saying what was awaited
     and the last value seen."""
