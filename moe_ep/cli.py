@@ -47,7 +47,7 @@ def _plan(args: argparse.Namespace) -> planning.Plan:
     crds = schemas.crd_dir(args.crd_dir)
     if crds is not None and not crds.is_dir():
         raise InputError(f"--crd-dir {crds}: not a directory of CRD manifests")
-    return planning.build(source, project, stack, crd_dir=crds)
+    return planning.build(source, project, stack, crd_dir=crds, preview=getattr(args, "first_preview", False))
 
 
 def _print_human(plan: planning.Plan) -> None:
@@ -343,6 +343,9 @@ def parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="what `pulumi up` would create, policy results and sizing")
     _stack_options(preview)
     preview.add_argument("--json", action="store_true", help="one JSON object (see DESIGN.md)")
+    preview.add_argument("--first-preview", action="store_true",
+                         help="as a new stack's first `pulumi preview`: what providers compute (the API key) is unknown, "
+                              "and the policy results are the ones `pulumi preview --policy-pack policies` gives it")
     preview.set_defaults(func=cmd_preview)
     render = sub.add_parser("render", help="write the Kubernetes manifests, one file per object")
     _stack_options(render)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from functools import cache
+
 import pytest
 from google.protobuf import json_format
 from pulumi.output import Unknown
 from pulumi.runtime.proto import analyzer_pb2
 
 from components import api_key
-from moe_ep import analyze, engine
+from moe_ep import analyze, cli, engine
 from moe_ep import plan as planning
 
 from .conftest import ROOT
@@ -91,6 +92,16 @@ def test_a_stack_rule_still_stops_a_first_preview():
     assert {(v["policy"], v["enforcement"], v["resource"]) for v in plan.violations} == {
         ("network-policy-present", "mandatory", "deepseek-r1-decode"),
         ("network-policy-present", "mandatory", "deepseek-r1-prefill")}
+
+
+def test_moe_ep_preview_first_preview_gives_the_first_previews_policy_results(capsys):
+    broken = str(POLICY_FIXTURES / "Pulumi.no-network-policies.yaml")
+    assert cli.main(["preview", "--config", broken, "--first-preview", "--json"]) == 1
+    shown = json.loads(capsys.readouterr().out)["policy"]["violations"]
+    assert sorted(v["resource"] for v in shown if v["policy"] == "network-policy-present") == [
+        "deepseek-r1-decode", "deepseek-r1-prefill"]
+    assert cli.main(["preview", "--stack", "dev", "--first-preview"]) == 0
+    assert "Policies: 0 violation(s)" in capsys.readouterr().out
 
 
 def test_a_rule_that_reads_an_unknown_value_cannot_run_there_as_in_the_cli():
