@@ -139,7 +139,7 @@ def stack(prog: Program) -> tuple[auto.Stack, bool]:
 
     workspace = auto.LocalWorkspaceOptions(
         work_dir=str(_workdir(prog)), pulumi_home=env["PULUMI_HOME"], env_vars=env, secrets_provider="passphrase",
-        pulumi_command=auto.PulumiCommand(root=str(STATE), skip_version_check=True))
+        pulumi_command=auto.PulumiCommand(root=str(BIN.parent), skip_version_check=True))
     os.environ.update(env)  # the program's own provider processes inherit these too
     try:
         selected, created = auto.select_stack(prog.name, project_name=prog.project, program=run, opts=workspace), False

@@ -5,6 +5,9 @@ LeaderWorkerSet controller with its webhooks, and KWOK, all on 127.0.0.1, from e
     python e2e/plane.py down    # stops what `up` started, by pid
 
 Everything lives under .e2e/: kubeconfig, pki/, logs/<component>.log, pids/<component>.pid.
+A second plane beside it (the scale benchmark's) takes another folder and other ports:
+MOE_EP_PLANE_DIR, MOE_EP_PLANE_PORT_OFFSET (added to every port) and MOE_EP_FLEET (its nodes);
+the binaries stay in .e2e/bin.
 The API server has TLS, RBAC and service-account tokens like a real cluster; each component has
 its own client certificate (the controller manager and scheduler as their system users, so RBAC's
 default bindings apply). The fleet (e2e/fleet.yaml) is posted as Nodes that KWOK manages.
@@ -34,14 +37,14 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".e2e"
-BIN = STATE / "bin"
+STATE = Path(os.environ.get("MOE_EP_PLANE_DIR") or ROOT / ".e2e").resolve()
+BIN = ROOT / ".e2e" / "bin"
 PKI = STATE / "pki"
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
 KUBECONFIG = STATE / "kubeconfig"
 CRD_DIR = Path(os.environ.get("MOE_EP_CRD_DIR") or ROOT.parent / "shared" / "crds")
-FLEET = ROOT / "e2e" / "fleet.yaml"
+FLEET = Path(os.environ.get("MOE_EP_FLEET") or ROOT / "e2e" / "fleet.yaml")
 CONTEXT = "moe-ep-local"
 KWOK_MODULE = "sigs.k8s.io/kwok"
 """At the version e2e/tools/kwok/go.mod pins."""
@@ -50,10 +53,10 @@ POD_CIDR = "10.128.0.0/12"
 """Addresses KWOK writes into pod status; nothing is ever sent to them."""
 
 # Ports: unusual ones, so a developer's own cluster or services on the usual ports do not clash.
-PORTS = {
+PORTS = {name: port + int(os.environ.get("MOE_EP_PLANE_PORT_OFFSET") or 0) for name, port in {
     "etcd": 32379, "etcd-peer": 32380, "kube-apiserver": 36443, "kube-controller-manager": 30257,
     "kube-scheduler": 30259, "lws-webhook": 39443, "lws-health": 38081, "kwok": 30247,
-}
+}.items()}
 API = f"https://127.0.0.1:{PORTS['kube-apiserver']}"
 
 
