@@ -24,9 +24,6 @@ POOL_LABEL = "moe-ep.io/pool"
 RDMA_LABEL = "moe-ep.io/rdma"
 SECURITY_TIER_ANNOTATION = "moe-ep.io/security-tier"
 MULTUS_NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
-# pulumi-kubernetes reads these annotations on Patch resources: the SSA field manager's name, and
-# whether to take fields from other managers (we never do: a conflict must stop the update).
-PATCH_FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 GPU_TAINT = {"key": GPU_TAINT_KEY, "effect": "NoSchedule"}
@@ -160,18 +157,12 @@ def karpenter_node_pool_spec(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def field_manager(spec: ServiceSpec) -> str:
-    """The server-side-apply field manager of this service's node patches: one per service (its
-    namespace and pool), so two stacks whose pools share a name never release each other's labels."""
-    return f"moe-ep-{spec.namespace}-{pool_name(spec)}"
-
-
 def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
     """The patch of one existing node (a ``kubernetes:core/v1:NodePatch``): only what this service adds. Pure.
 
-    pulumi-kubernetes applies a Patch resource with server-side apply under its field manager and,
-    when the resource is deleted, releases exactly the fields that manager owns; fields other
-    managers also own stay ("Deleting a Patch resource will undo the patched changes ... Any fields
+    pulumi-kubernetes applies a Patch resource with server-side apply under a field manager of its
+    own (``pulumi-kubernetes-<random>``, drawn once and kept in the state) and, when the resource is
+    deleted, releases exactly the fields that manager owns; fields other managers also own stay ("Deleting a Patch resource will undo the patched changes ... Any fields
     that become unmanaged during this process will reset", pulumi.com/registry/packages/kubernetes/
     how-to-guides/managing-resources-with-server-side-apply/; kubernetes.io/docs/reference/using-api/
     server-side-apply/). Labels are a granular map, so other labels are never touched. Node
@@ -179,6 +170,12 @@ def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
     taint patch conflicts with any other owner of the node's taints; without ``patchForce`` that
     conflict fails the update instead of overwriting someone else's taints. ``existing.taint:
     false`` leaves taints alone for nodes that already carry theirs.
+
+    The patch names no field manager (the ``pulumi.com/patchFieldManager`` annotation): that
+    annotation is applied to the node with the rest, so two stacks sharing nodes, each naming its
+    own manager, conflicted over its value on the second ``up`` (found on the local plane). Two
+    services' patches of a node are thus identical, and server-side apply lets their managers
+    share every field.
     """
     assert spec.node_pool is not None and spec.node_pool.existing is not None
     patch: dict[str, Any] = {
@@ -187,7 +184,6 @@ def node_patch(spec: ServiceSpec, node: str) -> dict[str, Any]:
         "metadata": {
             "name": node,
             "labels": dict(sorted(node_labels(spec).items())),
-            "annotations": {PATCH_FIELD_MANAGER_ANNOTATION: field_manager(spec)},
         },
     }
     if spec.node_pool.existing.taint:

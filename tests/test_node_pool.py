@@ -296,8 +296,7 @@ def test_prod_patches_each_existing_node_with_labels_and_taint():
     for node in nodes:
         assert node["apiVersion"] == "v1"
         assert node["metadata"]["labels"] == {np.POOL_LABEL: "deepseek-r1", np.RDMA_LABEL: "true"}
-        annotations = node["metadata"]["annotations"]
-        assert annotations == {np.PATCH_FIELD_MANAGER_ANNOTATION: "moe-ep-llm-serving-deepseek-r1"}  # never patchForce
+        assert "annotations" not in node["metadata"]  # no field manager named, and never patchForce
         assert node["spec"] == {"taints": [{"effect": "NoSchedule", "key": "nvidia.com/gpu"}]}
         # A partial Node is a valid Node: the schema requires no field.
         kubernetes_validate.validate(node, "1.31", strict=True)
@@ -356,10 +355,12 @@ def test_prod_and_staging_have_node_pools():
         assert len(planned(stack).run.of_type("moe-ep:index:GpuNodePool")) == 1
 
 
-def test_two_services_with_one_pool_name_patch_with_their_own_field_managers():
-    # The field manager was the pool name alone, which is the service name by default: two stacks of
-    # one model in one cluster shared it, and one's destroy would release the labels the other applied.
+def test_two_services_sharing_nodes_send_identical_patches():
+    # A field manager named in the patch (the pool's name, later the service's) was applied to the
+    # node as an annotation: two stacks on the same nodes conflicted over its value on the second
+    # `up` (the local plane). Identical patches let server-side apply share every field between the
+    # managers pulumi-kubernetes draws per resource; each destroy releases only its own.
     prod = planned("prod").spec
     other = prod.model_copy(update={"namespace": "llm-canary"})
     assert np.pool_name(prod) == np.pool_name(other)
-    assert np.field_manager(prod) != np.field_manager(other)
+    assert np.node_patch(prod, "gpu-h20-01") == np.node_patch(other, "gpu-h20-01")
