@@ -23,14 +23,14 @@ from typing import Any, Mapping, Optional
 import pulumi
 import yaml
 
-from . import vllm
+from . import sizing, vllm
 from .autoscaling import HPA_API_VERSION
 from .disruption import PDB_API_VERSION, pdb_spec
 from .kubernetes_object import KubernetesObject
 from .labels import component_labels
 from .placement import OFF_GPU_NODES
 from .scanning import skip_annotations
-from .spec import ServiceSpec
+from .spec import MAX_UNITS, ServiceSpec
 from .unit import IMAGE_PULL_POLICY, LWS_WORKER_INDEX_LABEL
 
 PROXY_PORT = 8081
@@ -142,7 +142,7 @@ def routing_sidecar(spec: ServiceSpec) -> dict[str, Any]:
         "args": [
             f"--port={vllm.SERVE_PORT}",
             f"--vllm-port={vllm.BEHIND_SIDECAR_PORT}",
-            "--connector=nixlv2",
+            "--kv-connector=nixlv2",  # v0.7.1 reads this; --connector is its deprecated alias
             "--secure-proxy=false",
             "--zap-log-level=1",
         ],
@@ -261,6 +261,7 @@ def envoy_config(spec: ServiceSpec) -> str:
                 "type": "ORIGINAL_DST",
                 "lb_policy": "CLUSTER_PROVIDED",
                 "connect_timeout": "10s",
+                "circuit_breakers": circuit_breakers(spec),
                 "original_dst_lb_config": {"use_http_header": True, "http_header_name": "x-gateway-destination-endpoint"},
             },
             {
@@ -283,6 +284,7 @@ def envoy_config(spec: ServiceSpec) -> str:
             "type": "STRICT_DNS",
             "lb_policy": "ROUND_ROBIN",
             "connect_timeout": "10s",
+            "circuit_breakers": circuit_breakers(spec),
             "dns_refresh_rate": "5s",
             "load_assignment": _dns_endpoint("backends", f"{n['backends']}.{spec.namespace}.svc.cluster.local", vllm.SERVE_PORT),
         })
@@ -322,6 +324,33 @@ def envoy_config(spec: ServiceSpec) -> str:
         },
     }
     return config_yaml(config)
+
+
+BREAKER_HEADROOM = 2
+"""Envoy lets through twice what a decode unit runs at once: vLLM queues as much again; beyond that
+a saturated unit answers 503 at once instead of piling requests up."""
+
+
+def unit_concurrency(spec: ServiceSpec) -> int:
+    """Sequences one decode unit runs at once (every request the router forwards ends at a decode
+    unit; in llm-d mode its sidecar calls prefill itself): ``max_num_seqs`` per DP rank (vLLM's
+    default for the GPU when unset) x DP ranks. Pure."""
+    return sizing.workload_of(spec, spec.decode).seqs(spec.gpu.info) * spec.decode.data_parallel_size
+
+
+def circuit_breakers(spec: ServiceSpec) -> dict[str, Any]:
+    """The backends cluster's limits. Envoy's defaults (1,024 connections, pending and active
+    requests per cluster) would turn a wide-EP service away long before its units are full. The
+    limit is per unit (a host of the cluster: one rank 0), and the cluster-wide one is that times
+    the most units a pool may have, so it never binds first and an autoscaling bound stays a change
+    to the autoscaler alone (a new Envoy config would roll the router and cut streams). Pure."""
+    per_unit = BREAKER_HEADROOM * unit_concurrency(spec)
+    total = per_unit * MAX_UNITS
+    return {
+        "thresholds": [{"priority": "DEFAULT", "max_connections": total, "max_pending_requests": total,
+                        "max_requests": total, "max_retries": 3, "track_remaining": True}],
+        "per_host_thresholds": [{"priority": "DEFAULT", "max_connections": per_unit}],
+    }
 
 
 def _dns_endpoint(cluster: str, host: str, port: int) -> dict[str, Any]:

@@ -147,6 +147,10 @@ class ResourcesSpec(_Model):
         return _quantity(value)
 
 
+MAX_UNITS = 1000
+"""The most units a pool may declare or scale to."""
+
+
 class AutoscalingSpec(_Model):
     """Scale a pool's units on queue depth. Safe for GPU units that take minutes to load: at most
     one unit added per ``scale_up_period_seconds``, removals only after a long stabilization."""
@@ -154,8 +158,8 @@ class AutoscalingSpec(_Model):
     engine: Literal["hpa", "keda"] = Field(
         "hpa", description="`hpa`: autoscaling/v2 on a custom metric (prometheus-adapter); `keda`: a ScaledObject with a Prometheus query. Default hpa."
     )
-    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest units. Default 1 (0 only with keda).")
-    max_replicas: int = Field(ge=1, le=1000, description="Most units (required).")
+    min_replicas: int = Field(1, ge=0, le=MAX_UNITS, description="Fewest units. Default 1 (0 only with keda).")
+    max_replicas: int = Field(ge=1, le=MAX_UNITS, description="Most units (required).")
     target_waiting_per_unit: float = Field(
         4, gt=0, description="Waiting requests per unit (vllm:num_requests_waiting) that triggers scaling. Default 4."
     )
@@ -193,7 +197,7 @@ _POOL_ALIASES = {
 class PoolSpec(_Model):
     """One role's units: ``replicas`` units of ``nodes_per_replica`` nodes each."""
 
-    replicas: int = Field(1, ge=0, le=1000, description="Units (vLLM instances). Default 1.")
+    replicas: int = Field(1, ge=0, le=MAX_UNITS, description="Units (vLLM instances). Default 1.")
     nodes_per_replica: int = Field(1, ge=1, le=64, description="Nodes (pods) per unit. Default 1.")
     tensor_parallel_size: int = Field(
         1, ge=1, le=16, validation_alias=AliasChoices("tensor_parallel_size", "TP_SIZE"),

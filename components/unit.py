@@ -209,12 +209,22 @@ def leader_service_name(args: DistributedUnitArgs) -> str:
     return f"{args.name}-leader"
 
 
+def serving_port(args: DistributedUnitArgs) -> int:
+    """The port rank 0 serves clients on: a sidecar's ``http`` port when one sits in front of vLLM,
+    else vLLM's own. Pure."""
+    in_front = [p["containerPort"] for s in args.leader_sidecars for p in s.get("ports", []) if p.get("name") == "http"]
+    return in_front[0] if in_front else args.port
+
+
 def leader_service_spec(args: DistributedUnitArgs) -> dict:
-    """A ClusterIP Service that selects only rank 0 of every unit. Pure."""
+    """A ClusterIP Service that selects only rank 0 of every unit, on the port rank 0 serves
+    clients on (the same number as its target: a decode unit behind the routing sidecar is reached
+    on 8000 like every other unit, never on vLLM's 8200 behind it). Pure."""
+    port = serving_port(args)
     return {
         "type": "ClusterIP",
         "selector": {LWS_NAME_LABEL: args.name, LWS_WORKER_INDEX_LABEL: "0"},
-        "ports": [{"name": "http", "port": args.port, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
     }
 
 

@@ -74,7 +74,8 @@ def test_decode_pods_behind_llm_d_get_the_routing_sidecar():
     lws = {o["metadata"]["name"]: o for o in objects_of(planned("prod"), "LeaderWorkerSet")}
     decode = lws["deepseek-r1-decode"]["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
     sidecar = decode["initContainers"][0]
-    assert sidecar["restartPolicy"] == "Always" and "--connector=nixlv2" in sidecar["args"]
+    assert sidecar["restartPolicy"] == "Always" and "--kv-connector=nixlv2" in sidecar["args"]
+    assert not any(a.startswith("--connector") for a in sidecar["args"])  # deprecated in the sidecar v0.7.1
     vllm = decode["containers"][0]
     assert vllm["command"][vllm["command"].index("--port") + 1] == "8200"
     assert vllm["startupProbe"]["httpGet"]["port"] == 8200
@@ -227,3 +228,26 @@ def test_router_and_scheduler_pods_prefer_nodes_without_a_gpu_and_model_servers_
         for template in vllm_templates(plan.objects).values():
             for pod in (template.get("leaderTemplate"), template["workerTemplate"]):
                 assert pod is None or "DoesNotExist" not in str(pod["spec"].get("affinity", {}))
+
+
+def test_envoy_admits_what_each_decode_unit_runs_not_its_default_1024_per_cluster():
+    # Without circuit breakers Envoy caps every cluster at 1,024 connections and requests: one prod
+    # decode unit runs DP 8 x 1,024 sequences.
+    for stack in STACKS:
+        plan = planned(stack)
+        envoy = yaml.safe_load(next(o for o in objects_of(plan, "ConfigMap") if o["metadata"]["name"].endswith("-router"))["data"]["envoy.yaml"])
+        [backends] = [c for c in envoy["static_resources"]["clusters"] if c["name"] == "backends"]
+        [per_unit] = backends["circuit_breakers"]["per_host_thresholds"]
+        [cluster] = backends["circuit_breakers"]["thresholds"]
+        assert per_unit["max_connections"] == 2 * router.unit_concurrency(plan.spec) > 1024, stack
+        assert cluster["max_requests"] == cluster["max_connections"] == cluster["max_pending_requests"] == per_unit["max_connections"] * 1000
+    assert router.unit_concurrency(planned("prod").spec) == 8 * 1024
+
+
+def test_a_decode_unit_behind_the_routing_sidecar_is_reached_on_the_serving_port():
+    # The decode leader Service said port 8200 (vLLM's, behind the sidecar) while it sent to the
+    # sidecar's 8000: every unit's Service now listens where its pods serve clients.
+    for stack in STACKS:
+        for svc in objects_of(planned(stack), "Service"):
+            if svc["metadata"]["name"].endswith("-leader"):
+                assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": "http"}], (stack, svc)
