@@ -42,7 +42,7 @@ plan: install
 render: install
 	$(BIN)/moe-ep render --stack $(STACK) --out out/$(STACK)
 
-test: install install-vllm install-checkov
+test: install install-vllm install-checkov tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install
