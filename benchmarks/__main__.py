@@ -2,7 +2,8 @@
 
 Figures, not tests: the exit code is 0 whether or not a target is met (each table says).
 ``python -m benchmarks fleet-child STACK_FILE N RUNS`` is the fresh interpreter one fleet size
-runs in (see ``benchmarks.fleet``).
+runs in (see ``benchmarks.fleet``); ``python -m benchmarks live-child NODES DIR INDEX`` is the one a
+live size runs in (see ``benchmarks.live``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from components.spec import SERVICE_KEY, read_stack_config
 from moe_ep import plan as planning
 
-from . import blast_radius, fleet, preview
+from . import blast_radius, fleet, live, preview
 
 RATIO_TARGET = 1.25
 LINEAR_TOLERANCE = 1.25
@@ -124,7 +127,77 @@ def run_blast_radius(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "target_met": not offenders}
 
 
-BENCHMARKS = {"preview": run_preview, "fleet": run_fleet, "blast-radius": run_blast_radius}
+LIVE_METRICS = (
+    ("up_s", "pulumi up / kubectl apply"),
+    ("bound_s", "every pod bound (from the start)"),
+    ("preview_s", "no-change preview / kubectl diff"),
+    ("day2_s", "day-2 change (router max_replicas)"),
+    ("destroy_s", "destroy / kubectl delete"),
+)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # so the plane is stopped by the finally below
+
+
+def run_live(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    rows = []
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix="moe-ep-live-") as directory:
+            for index, nodes in enumerate(args.live_nodes):
+                rows.append(live.measure_in_child(nodes, Path(directory), args.live_plane_dir, args.live_port_offset, index))
+                print(f"  live {nodes} nodes: done", file=sys.stderr, flush=True)
+    finally:
+        live.plane_down(args.live_plane_dir, args.live_port_offset)
+        signal.signal(signal.SIGTERM, previous)
+    print(f"\nLive on a local control plane ({args.live_plane_dir.name}, restarted per size with that fleet): a Kimi K2 "
+          f"wide-EP stack (decode units of {live.DECODE_NODES} nodes DP 32, prefill units of {live.PREFILL_NODES} "
+          "nodes TP 8 DP 2) filling the fleet\n"
+          "  moe-ep  = pulumi up / preview / up / destroy (CLI 3.274.0, pulumi-kubernetes 4.25.0, file backend)\n"
+          "  kubectl = its `moe-ep render` manifests: apply --server-side / diff --server-side / apply / delete\n"
+          f"  no ckpt = moe-ep with {live.SKIP_CHECKPOINTS}=true: the state written once at the end, not after every step\n"
+          "  one run per size, the three in rotating order; bound = every pod bound to a node, from the start")
+    table = []
+    for r in rows:
+        for key, label in LIVE_METRICS:
+            first = key == LIVE_METRICS[0][0]
+            table.append([r["gpus"] if first else "", r["kubernetes_objects"] if first else "", r["pods"] if first else "",
+                          label, r["moe_ep"][key], r["kubectl"][key], r["ratios"][key], r["moe_ep_no_checkpoints"][key]])
+    print(_table(["GPUs", "objects", "pods", "step", "moe-ep s", "kubectl s", "moe-ep/kubectl", "no ckpt s"], table))
+    first, last = rows[0], rows[-1]
+    growth = {}
+    for key, _ in LIVE_METRICS:
+        growth[key] = {which: round(last[which][key] / first[which][key], 2)
+                       for which in ("moe_ep", "kubectl", "moe_ep_no_checkpoints")}
+    print(f"growth from {first['gpus']} to {last['gpus']} GPUs (x{last['gpus'] // first['gpus']}), moe-ep / kubectl / no ckpt: "
+          + "; ".join(f"{key.removesuffix('_s')} x{g['moe_ep']} / x{g['kubectl']} / x{g['moe_ep_no_checkpoints']}"
+                      for key, g in growth.items()))
+    print("state after up (what the file backend rewrites after every step): "
+          + ", ".join(f"{r['gpus']} GPUs {r['moe_ep']['state_kb']} KB" for r in rows))
+    print(f"CPU seconds by process during each moe-ep step at {last['gpus']} GPUs (2 cores: wall time is at least half the sum):")
+    for key, label in LIVE_METRICS:
+        if key in last["moe_ep"]["cpu"]:
+            print(f"  {label}: " + ", ".join(f"{group} {cpu}" for group, cpu in last["moe_ep"]["cpu"][key].items()))
+    at_target = next((r for r in rows if r["gpus"] == live.TARGET_GPUS), None)
+    verdict = {}
+    if at_target is None:
+        print(f"targets: not judged (no {live.TARGET_GPUS}-GPU size measured)")
+    else:
+        verdict = {"up_within_ratio": at_target["ratios"]["up_s"] <= live.UP_RATIO_TARGET,
+                   "bound_within_ratio": at_target["ratios"]["bound_s"] <= live.UP_RATIO_TARGET,
+                   "preview_under_seconds": at_target["moe_ep"]["preview_s"] < live.PREVIEW_TARGET_SECONDS}
+        print(f"targets at {live.TARGET_GPUS} GPUs: up <= {live.UP_RATIO_TARGET}x kubectl apply: "
+              f"{'met' if verdict['up_within_ratio'] else 'MISSED'} (x{at_target['ratios']['up_s']}; until every pod is "
+              f"bound x{at_target['ratios']['bound_s']}); no-change preview < {live.PREVIEW_TARGET_SECONDS:.0f} s: "
+              f"{'met' if verdict['preview_under_seconds'] else 'MISSED'} ({at_target['moe_ep']['preview_s']} s)")
+    load = os.getloadavg()
+    print(f"load average after the live runs: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)")
+    return {"rows": rows, "growth": growth, "targets": verdict, "up_ratio_target": live.UP_RATIO_TARGET,
+            "preview_target_seconds": live.PREVIEW_TARGET_SECONDS, "load_average": [round(x, 2) for x in load]}
+
+
+BENCHMARKS = {"preview": run_preview, "fleet": run_fleet, "blast-radius": run_blast_radius, "live": run_live}
 
 
 def _sizes(text: str) -> list[int]:
@@ -137,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         stack_file, services, runs = Path(argv[1]), int(argv[2]), int(argv[3])
         print(json.dumps(fleet.measure(_service(stack_file), services, runs)))
         return 0
+    if argv[:1] == ["live-child"]:
+        print(json.dumps(live.child(int(argv[1]), Path(argv[2]), int(argv[3]))))
+        return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="Run only these (repeatable).")
     parser.add_argument("--runs", type=int, default=7, help="In-process preview builds per stack. Default 7.")
@@ -147,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
                              "median's 95%% interval leaves out the two extreme rounds.")
     parser.add_argument("--fleet-stack", default="prod", help="The service every fleet member copies. Default prod.")
     parser.add_argument("--blast-stack", default="prod", help="The stack the day-2 changes edit. Default prod.")
+    parser.add_argument("--live-nodes", type=_sizes, default=[8, 32, 64],
+                        help=f"Fleet sizes of the live section, in 8-GPU nodes (multiples of {live.NODES_STEP}). "
+                             "Default 8,32,64 (64 to 512 GPUs).")
+    parser.add_argument("--live-plane-dir", type=Path, default=live.PLANE_DIR,
+                        help="Folder of the live section's own control plane. Default .e2e-scale.")
+    parser.add_argument("--live-port-offset", type=int, default=live.PORT_OFFSET,
+                        help="Added to every port of that plane. Default 1000.")
     parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON report. Default out/bench.json.")
     args = parser.parse_args(argv)
     root = planning.project_root()

@@ -460,10 +460,18 @@ def up() -> None:
 
     _apply(fleet_nodes(), "fleet")
     names = [n["metadata"]["name"] for n in fleet_nodes()]
-    wait_until("kwok", lambda: kubectl("wait", "--for=condition=Ready", "--timeout=5s",
-                                       *[f"node/{n}" for n in names]).returncode == 0, 60, "every fleet node Ready")
+    wait_until("kwok", lambda: _nodes_ready(names), 60, "every fleet node Ready")
     print(f"local control plane up in {time.monotonic() - started:.0f} s: {len(names)} nodes; "
           f"KUBECONFIG={KUBECONFIG}; logs in {LOGS}")
+
+
+def _nodes_ready(names: list[str]) -> bool:
+    # One list, not `kubectl wait node/...`: its --timeout covers all the nodes it reads one by one
+    # (at the client's 5 requests per second), so a fleet of more than about 25 nodes never passes.
+    listed = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    ready = {n["metadata"]["name"] for n in listed
+             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))}
+    return set(names) <= ready
 
 
 def _lws_webhook_answers() -> bool:
