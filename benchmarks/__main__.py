@@ -1,6 +1,8 @@
 """``python -m benchmarks`` (``make bench``): run the benchmarks, print their tables, write JSON.
 
-Figures, not tests: the exit code is 0 whether or not a target is met (each table says).
+Figures, not tests: the exit code is 0 whether or not a target is met (each table says), except
+that the blast radius measured live must agree with the replay's: a disagreement is a defect of
+one of them, printed as FAILED, and the exit code is 1.
 ``python -m benchmarks fleet-child STACK_FILE N RUNS`` is the fresh interpreter one fleet size
 runs in (see ``benchmarks.fleet``); ``python -m benchmarks live-child NODES DIR INDEX`` is the one a
 live size runs in (see ``benchmarks.live``).
@@ -21,7 +23,7 @@ from typing import Any
 from components.spec import SERVICE_KEY, read_stack_config
 from moe_ep import plan as planning
 
-from . import blast_radius, fleet, live, preview
+from . import blast_radius, blast_radius_live, fleet, live, preview
 
 RATIO_TARGET = 1.25
 LINEAR_TOLERANCE = 1.25
@@ -119,12 +121,44 @@ def run_blast_radius(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     rows = blast_radius.measure(root / planning.PROGRAM, _service(planning.stack_file(root, args.blast_stack)), args.blast_stack)
     print(f"\nUpdate blast radius of day-2 changes to the {args.blast_stack} stack")
     print(_table(
-        ["change", "vLLM pod templates", "objects", "which objects"],
-        [[r["change"], r["pod_templates_changed"], r["objects_changed"], ", ".join(r["objects"])] for r in rows],
+        ["change", "vLLM pod templates", "vLLM pods restarted", "objects", "which objects"],
+        [[r["change"], r["pod_templates_changed"], r["pods_restarted"], r["objects_changed"], ", ".join(r["objects"])]
+         for r in rows],
     ))
-    offenders = [r["change"] for r in rows if not r["serving"] and r["pod_templates_changed"]]
-    print(f"target: 0 pod templates for every change not about serving: {'met' if not offenders else 'MISSED: ' + '; '.join(offenders)}")
+    # A LeaderWorkerSet also rolls its groups on a change outside the pod templates (its revision:
+    # the whole leaderWorkerTemplate and networkConfig): pods restarted counts those too.
+    offenders = [r["change"] for r in rows if not r["serving"] and (r["pod_templates_changed"] or r["pods_restarted"])]
+    print(f"target: 0 pod templates and 0 pods restarted for every change not about serving: "
+          f"{'met' if not offenders else 'MISSED: ' + '; '.join(offenders)}")
     return {"rows": rows, "target_met": not offenders}
+
+
+def run_blast_radius_live(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    stack_file = planning.stack_file(root, args.blast_stack)
+    with blast_radius_live.plane_at(args.blast_plane_dir, args.blast_port_offset):
+        rows = blast_radius_live.measure(stack_file, chain=args.blast_chain)
+    how = ("each on top of the one before" if args.blast_chain else
+           "each on the base, which is restored after it (an autoscaler keeps the units it added: without metrics it "
+           "does not scale in)")
+    print(f"\nUpdate blast radius, live: day-2 changes to the {args.blast_stack} stack applied with pulumi up on a local "
+          f"control plane ({args.blast_plane_dir.name}), {how};\nvLLM pods whose UID changed, added and removed "
+          "(replayed / live)")
+    shown = [r for r in rows if r["kind"] != "restore" or not r["agree"]]
+    print(_table(
+        ["change", "pods restarted", "added", "removed", "agree", "s"],
+        [[r["change"], f"{r['replayed_pods_restarted']} / {r['live_pods_restarted']}", f"{r['replayed_added']} / {r['live_added']}",
+          f"{r['replayed_removed']} / {r['live_removed']}", "yes" if r["agree"] else "NO", r["seconds"]] for r in shown],
+    ))
+    restores = [r for r in rows if r["kind"] == "restore"]
+    if restores:
+        print(f"restoring the base after each change: {sum(r['agree'] for r in restores)} of {len(restores)} agree")
+    restarting = [r["change"] for r in rows if r["kind"] == "change" and not r["serving"] and r["live_pods_restarted"]]
+    print(f"target: 0 vLLM pods restarted live by every change not about serving: "
+          f"{'met' if not restarting else 'MISSED: ' + '; '.join(restarting)}")
+    disagreeing = [r["change"] for r in rows if not r["agree"]]
+    print(f"live and replay agree on every step: {'yes' if not disagreeing else 'FAILED: ' + '; '.join(disagreeing)}")
+    return {"rows": rows, "chain": args.blast_chain, "target_met": not restarting, "failed": bool(disagreeing),
+            "seconds": round(sum(r["seconds"] for r in rows), 1)}
 
 
 LIVE_METRICS = (
@@ -197,7 +231,8 @@ def run_live(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             "preview_target_seconds": live.PREVIEW_TARGET_SECONDS, "load_average": [round(x, 2) for x in load]}
 
 
-BENCHMARKS = {"preview": run_preview, "fleet": run_fleet, "blast-radius": run_blast_radius, "live": run_live}
+BENCHMARKS = {"preview": run_preview, "fleet": run_fleet, "blast-radius": run_blast_radius,
+              "blast-radius-live": run_blast_radius_live, "live": run_live}
 
 
 def _sizes(text: str) -> list[int]:
@@ -223,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                              "median's 95%% interval leaves out the two extreme rounds.")
     parser.add_argument("--fleet-stack", default="prod", help="The service every fleet member copies. Default prod.")
     parser.add_argument("--blast-stack", default="prod", help="The stack the day-2 changes edit. Default prod.")
+    parser.add_argument("--blast-plane-dir", type=Path, default=blast_radius_live.PLANE_DIR,
+                        help="Folder of the live blast radius's own control plane. Default .e2e-blast.")
+    parser.add_argument("--blast-port-offset", type=int, default=blast_radius_live.PORT_OFFSET,
+                        help="Added to every port of that plane. Default 2000.")
+    parser.add_argument("--blast-chain", action="store_true",
+                        help="Live blast radius: apply the changes one on top of the other instead of restoring the "
+                             "base after each (half the pulumi up runs).")
     parser.add_argument("--live-nodes", type=_sizes, default=[8, 32, 64],
                         help=f"Fleet sizes of the live section, in 8-GPU nodes (multiples of {live.NODES_STEP}). "
                              "Default 8,32,64 (64 to 512 GPUs).")
@@ -239,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nreport: {args.out}")
-    return 0
+    failed = [name for name, section in report.items() if isinstance(section, dict) and section.get("failed")]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ fields a resource's ``ignore_changes`` hands to someone else, e.g. an autoscaled
 ``spec.replicas``). The figure that matters is how many vLLM pod templates (a LeaderWorkerSet's
 ``leaderTemplate``/``workerTemplate``) change: each one rolls every unit of its pool, minutes of
 model loading per unit. Changes not about a pool's own serving must change none.
+
+``pods`` turns two runs into what the cluster will do to the vLLM pods: which are recreated
+(LeaderWorkerSet rolls every group when its revision changes), added or removed (replicas, as
+the stack sets them or as an autoscaler clamps them). ``benchmarks.blast_radius_live`` checks it
+against ``pulumi up`` on the local control plane.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import Any, Callable
 from moe_ep import engine, manifests
 
 LWS_TYPE = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 TEMPLATES = ("leaderTemplate", "workerTemplate")
+SHARED_SUBDOMAIN = {"subdomainPolicy": "Shared"}
+"""LWS's default networkConfig (its webhook sets it; its revision reads an absent one as this)."""
 
 
 @dataclass(frozen=True)
@@ -132,5 +140,80 @@ def measure(program: Path, service: dict[str, Any], stack: str, changes: tuple[C
         edited = copy.deepcopy(service)
         change.edit(edited)
         after = engine.run_program(program, {"moe-ep:service": edited}, stack)
-        rows.append({"change": change.name, "serving": change.serving, **diff(base, after)})
+        rows.append({"change": change.name, "serving": change.serving, **diff(base, after),
+                     "pods_restarted": len(pods(base, after)["restarted"])})
     return rows
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One LeaderWorkerSet as the cluster will see it."""
+
+    revision: Any
+    """What LWS v0.9 hashes into a revision (``revision_utils.getPatch``): the whole
+    leaderWorkerTemplate and networkConfig. A change to it rolls every group."""
+    size: int
+    replicas: int
+    """spec.replicas as written (1 when absent)."""
+    replicas_ignored: bool
+    """``ignore_changes`` hands spec.replicas to someone else: an update keeps the live value."""
+    bounds: tuple[int, int] | None
+    """(minReplicas, maxReplicas) of an HPA that targets it."""
+
+
+def units(run: engine.Run) -> dict[str, Unit]:
+    """Every LeaderWorkerSet of a run, by ``namespace/name``."""
+    hpas = {}
+    for r in run.of_type(HPA_TYPE):
+        manifest = manifests.to_manifest(r)
+        target = manifest["spec"]["scaleTargetRef"]
+        if target.get("kind") == "LeaderWorkerSet":
+            key = f"{manifest['metadata'].get('namespace', 'default')}/{target['name']}"
+            hpas[key] = (manifest["spec"].get("minReplicas", 1), manifest["spec"]["maxReplicas"])
+    found = {}
+    for r in run.of_type(LWS_TYPE):
+        manifest = manifests.to_manifest(r)
+        spec = manifest["spec"]
+        key = f"{manifest['metadata'].get('namespace', 'default')}/{manifest['metadata']['name']}"
+        template = spec["leaderWorkerTemplate"]
+        found[key] = Unit(revision=(template, spec.get("networkConfig") or SHARED_SUBDOMAIN),
+                          size=template.get("size", 1), replicas=spec.get("replicas", 1),
+                          replicas_ignored="spec.replicas" in r.ignore_changes, bounds=hpas.get(key))
+    return found
+
+
+def _live_replicas(unit: Unit, before: int | None) -> int:
+    """Replicas after ``pulumi up``, then the HPA controller: below its minimum it scales to the
+    minimum, above its maximum to the maximum, without metrics; in between it needs metrics
+    (none on the local plane, and none that would move a unit in a benchmark), and at 0 it is off."""
+    replicas = before if before is not None and unit.replicas_ignored else unit.replicas
+    if unit.bounds is not None and replicas != 0:
+        low, high = unit.bounds
+        replicas = min(max(replicas, low), high)
+    return replicas
+
+
+def _pods(key: str, replicas: int, size: int) -> set[str]:
+    """Pod names as LWS gives them: group leader ``name-G``, worker ``name-G-W``."""
+    name = key.split("/", 1)[1]
+    return {f"{key.split('/', 1)[0]}/{name}-{g}" + (f"-{w}" if w else "") for g in range(replicas) for w in range(size)}
+
+
+def pods(before: engine.Run | None, after: engine.Run, replicas: dict[str, int] | None = None) -> dict[str, Any]:
+    """The vLLM pods ``pulumi up`` from ``before`` (None: nothing deployed) to ``after`` recreates,
+    adds and removes, and each unit's replicas afterwards. ``replicas`` are the units' live
+    replicas before (from the previous call's ``replicas``; by default those ``before`` deploys)."""
+    old_units = units(before) if before is not None else {}
+    if replicas is None:
+        replicas = {key: _live_replicas(unit, None) for key, unit in old_units.items()}
+    new_units = units(after)
+    now = {key: _live_replicas(unit, replicas.get(key) if key in old_units else None) for key, unit in new_units.items()}
+    restarted, added, removed = set(), set(), set()
+    for key in old_units.keys() | new_units.keys():
+        old = _pods(key, replicas.get(key, 0), old_units[key].size) if key in old_units else set()
+        new = _pods(key, now[key], new_units[key].size) if key in new_units else set()
+        added |= new - old
+        removed |= old - new
+        if key in old_units and key in new_units and old_units[key].revision != new_units[key].revision:
+            restarted |= old & new
+    return {"restarted": sorted(restarted), "added": sorted(added), "removed": sorted(removed), "replicas": now}

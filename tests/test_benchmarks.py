@@ -3,8 +3,10 @@ changes that are not about a pool's own serving change no vLLM pod template."""
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
+from contextlib import nullcontext
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from benchmarks import __main__ as bench
-from benchmarks import blast_radius, fleet, preview, replay
+from benchmarks import blast_radius, blast_radius_live, fleet, preview, replay
 from components import api_key
 from moe_ep import engine
 from moe_ep.engine import Registration
@@ -169,3 +171,101 @@ def test_preview_timing_and_the_report(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["blast-radius"]["target_met"] is True
     assert "vLLM pod templates" in capsys.readouterr().out
+
+
+def _replay(service: dict) -> engine.Run:
+    return engine.run_program(ROOT / "__main__.py", {"moe-ep:service": service}, "prod")
+
+
+def _changed(service: dict, name: str) -> dict:
+    edited = copy.deepcopy(service)
+    next(c for c in blast_radius.CHANGES if c.name == name).edit(edited)
+    return edited
+
+
+def test_replayed_pods_of_each_day2_change():
+    base = _replay(prod_service())
+    deployed = blast_radius.pods(None, base)
+    assert deployed["added"] == ["llm-serving/deepseek-r1-decode-0", "llm-serving/deepseek-r1-prefill-0"]
+    for change in blast_radius.CHANGES:
+        after = _replay(_changed(prod_service(), change.name))
+        found = blast_radius.pods(base, after)
+        assert bool(found["restarted"]) is change.serving, (change.name, found)
+        # The autoscaled units keep their live replicas (ignore_changes) unless the HPA's new bounds clamp them.
+        expected = ["llm-serving/deepseek-r1-prefill-1"] if change.name.startswith("HPA bounds") else []
+        assert (found["added"], found["removed"]) == (expected, []), (change.name, found)
+    mirror = blast_radius.pods(base, _replay(_changed(prod_service(), "control: image from a mirror registry")))
+    assert mirror["restarted"] == ["llm-serving/deepseek-r1-decode-0", "llm-serving/deepseek-r1-prefill-0"]
+
+
+def test_replayed_pods_carry_the_live_replicas_from_step_to_step():
+    base = _replay(prod_service())
+    wider = _changed(prod_service(), "HPA bounds (prefill min 1->2, max 3->4, target 4->8)")
+    widened = blast_radius.pods(base, _replay(wider))
+    assert widened["replicas"]["llm-serving/deepseek-r1-prefill"] == 2
+    # Back to min 1: the HPA does not scale in without metrics, so the second unit stays and a new image rolls it too.
+    back = blast_radius.pods(_replay(wider), base, widened["replicas"])
+    assert (back["added"], back["removed"], back["replicas"]["llm-serving/deepseek-r1-prefill"]) == ([], [], 2)
+    mirror = blast_radius.pods(base, _replay(_changed(prod_service(), "control: image from a mirror registry")), back["replicas"])
+    assert len(mirror["restarted"]) == 3 and "llm-serving/deepseek-r1-prefill-1" in mirror["restarted"]
+    # A unit whose replicas the stack owns (no ignore_changes) follows them; a 2-node unit is 2 pods (leader, worker).
+    run = copy.deepcopy(base)
+    for r in run.of_type(blast_radius.LWS_TYPE):
+        object.__setattr__(r, "ignore_changes", ())
+        r.inputs["spec"]["leaderWorkerTemplate"]["size"] = 2
+    scaled = copy.deepcopy(run)
+    for r in scaled.of_type(blast_radius.LWS_TYPE):
+        r.inputs["spec"]["replicas"] = 3
+    grown = blast_radius.pods(run, scaled)
+    assert grown["restarted"] == [] and len(grown["added"]) == 8 and "llm-serving/deepseek-r1-decode-2-1" in grown["added"]
+    assert grown["replicas"] == {"llm-serving/deepseek-r1-decode": 3, "llm-serving/deepseek-r1-prefill": 3}
+
+
+def test_replayed_restarts_follow_the_lws_revision_not_only_the_pod_templates():
+    # LWS v0.9 hashes the whole leaderWorkerTemplate and networkConfig into a group's revision.
+    base = _replay(prod_service())
+    for edit in (lambda spec: spec["leaderWorkerTemplate"].__setitem__("restartPolicy", "None"),
+                 lambda spec: spec.__setitem__("networkConfig", {"subdomainPolicy": "UniquePerReplica"})):
+        after = copy.deepcopy(base)
+        for r in after.of_type(blast_radius.LWS_TYPE):
+            edit(r.inputs["spec"])
+        assert blast_radius.diff(base, after)["pod_templates_changed"] == 0
+        assert len(blast_radius.pods(base, after)["restarted"]) == 2
+    # The default networkConfig written out is no change.
+    after = copy.deepcopy(base)
+    for r in after.of_type(blast_radius.LWS_TYPE):
+        r.inputs["spec"]["networkConfig"] = dict(blast_radius.SHARED_SUBDOMAIN)
+    assert blast_radius.pods(base, after)["restarted"] == []
+
+
+def test_live_blast_radius_steps_restore_or_chain():
+    service = prod_service()
+    changes = blast_radius.CHANGES[:2]
+    restored = blast_radius_live.steps(service, changes, chain=False)
+    assert [s.kind for s in restored] == ["base", "change", "restore", "change", "restore"]
+    assert all(s.service == service for s in restored if s.kind != "change")
+    assert restored[3].service["router"]["non_cached_tokens"] == 64 and restored[3].service["decode"]["replicas"] == 1
+    chained = blast_radius_live.steps(service, changes, chain=True)
+    assert [s.kind for s in chained] == ["base", "change", "change"]
+    assert chained[2].service["router"]["non_cached_tokens"] == 64 and chained[2].service["decode"]["replicas"] == 2
+    assert service == prod_service()
+
+
+def _live_row(change: str, agree: bool) -> dict:
+    return {"change": change, "kind": "change", "serving": False, "replayed_pods_restarted": 0, "live_pods_restarted": 0,
+            "replayed_added": 1, "live_added": 1 if agree else 0, "replayed_removed": 0, "live_removed": 0,
+            "agree": agree, "seconds": 1.0}
+
+
+@pytest.mark.parametrize("agree", [True, False])
+def test_bench_fails_when_live_and_replay_disagree(monkeypatch, tmp_path, capsys, agree):
+    planes = []
+    monkeypatch.setattr(blast_radius_live, "plane_at", lambda directory, offset: planes.append((directory, offset)) or nullcontext())
+    monkeypatch.setattr(blast_radius_live, "measure", lambda stack_file, chain: [_live_row("HPA bounds", agree)])
+    out = tmp_path / "bench.json"
+    assert bench.main(["--only", "blast-radius-live", "--out", str(out)]) == (0 if agree else 1)
+    printed = capsys.readouterr().out
+    assert "HPA bounds" in printed and f"1 / {1 if agree else 0}" in printed  # replayed / live added
+    assert ("FAILED: blast-radius-live" in printed) is not agree
+    assert planes == [(blast_radius_live.PLANE_DIR, blast_radius_live.PORT_OFFSET)]
+    assert json.loads(out.read_text())["blast-radius-live"]["failed"] is not agree

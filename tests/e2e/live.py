@@ -11,13 +11,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = ROOT / ".e2e"
-KUBECTL = STATE / "bin" / "kubectl"
-KUBECONFIG = STATE / "kubeconfig"
-_spec = importlib.util.spec_from_file_location("e2e_plane", ROOT / "e2e" / "plane.py")
-control_plane = sys.modules["e2e_plane"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(control_plane)
+if "e2e_plane" not in sys.modules:  # benchmarks.blast_radius_live loads it under the same name
+    _spec = importlib.util.spec_from_file_location("e2e_plane", ROOT / "e2e" / "plane.py")
+    sys.modules["e2e_plane"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["e2e_plane"])
+control_plane = sys.modules["e2e_plane"]
 """e2e/plane.py, the script behind make cluster-up (not a package: loaded from its file)."""
+STATE = control_plane.STATE
+"""The plane's folder: .e2e, or the one MOE_EP_PLANE_DIR names (its ports: MOE_EP_PLANE_PORT_OFFSET)."""
+KUBECTL = control_plane.BIN / "kubectl"
+KUBECONFIG = control_plane.KUBECONFIG
 
 PROGRAMS = ("dev", "staging", "prod", "shared-namespace")
 """Every stack of stacks/ and the program in examples/, deployed side by side."""
