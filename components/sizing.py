@@ -502,7 +502,10 @@ def units_for(tokens_per_second: float, per_gpu: float, gpus_per_unit: int) -> i
     """Units needed to produce ``tokens_per_second`` (at least one)."""
     if per_gpu <= 0:
         raise ValueError("throughput per GPU must be positive")
-    return max(1, math.ceil(tokens_per_second / (per_gpu * gpus_per_unit)))
+    ratio = tokens_per_second / (per_gpu * gpus_per_unit)
+    if math.isnan(ratio):  # inf / inf: both figures overflowed (an infinite ratio overflows in ceil)
+        raise OverflowError(f"{tokens_per_second} tokens/s over {per_gpu} tokens/s per GPU x {gpus_per_unit} GPUs")
+    return max(1, math.ceil(ratio))
 
 
 def cost_per_hour(gpu_count: int, price_per_gpu_hour: float) -> float:

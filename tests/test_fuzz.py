@@ -427,6 +427,9 @@ def size_arguments(draw) -> list[str]:
 @example(argv=["size", "--model", "deepseek-v3", "--gpu", "h20", "--rate", "1e308", "--input-len", "1000", "--output-len", "1000"])
 @example(argv=["size", "--model", "deepseek-v3", "--gpu", "h20", "--price-per-hour", "1e308", "--json"])
 @example(argv=["size", "--model", "deepseek-v3", "--gpu", "a100-80gb", "--rate", "5e-324", "--input-len", "1", "--output-len", "1"])
+# inf tokens/s over inf tokens/s per unit is NaN units: found by CI's 1,000 examples.
+@example(argv=["size", "--model", "deepseek-v3", "--gpu", "a100-80gb", "--rate", "1e308", "--input-len", "1", "--output-len", "2",
+               "--prefill-tps-per-gpu", "10.0", "--decode-tps-per-gpu", "1e308"])
 @given(argv=size_arguments())
 def test_size_arguments_exit_0_1_or_2_never_a_trace(argv):
     stdout, stderr = io.StringIO(), io.StringIO()
