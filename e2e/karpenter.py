@@ -33,7 +33,7 @@ import urllib.error
 from pathlib import Path
 
 from plane import (  # e2e/plane.py, beside this file
-    BIN, KUBECONFIG, LOGS, PIDS, PKI, PORTS, STATE, PlaneError, _http_ok, _leaf, _pid, _port_free, fail, kubectl,
+    BIN, KUBECONFIG, LOGS, PIDS, PKI, PORTS, STATE, PlaneError, _http_ok, _leaf, _pid, _port_free, fail, kubectl, run_command,
     start, write_kubeconfig,
 )
 
@@ -198,19 +198,7 @@ def down(quiet: bool = False) -> None:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"up": up, "down": down}
-    if len(argv) != 1 or argv[0] not in commands:
-        print("usage: karpenter.py up|down", file=sys.stderr)
-        return 2
-    try:
-        commands[argv[0]]()
-    except PlaneError as error:
-        print(f"karpenter: {error}", file=sys.stderr)
-        return 1
-    except subprocess.CalledProcessError as error:
-        print(f"karpenter: {' '.join(map(str, error.cmd))} failed (exit {error.returncode})", file=sys.stderr)
-        return 1
-    return 0
+    return run_command("karpenter.py", {"up": up, "down": down}, argv)
 
 
 if __name__ == "__main__":

@@ -504,20 +504,24 @@ def down(quiet: bool = False) -> None:
         print(f"local control plane down ({', '.join(stopped) or 'nothing was running'})")
 
 
-def main(argv: list[str]) -> int:
-    commands = {"up": up, "down": down}
+def run_command(program: str, commands: dict, argv: list[str]) -> int:
+    """``program up|down``: runs one of ``commands``; a failure is its message and exit 1, never a trace."""
     if len(argv) != 1 or argv[0] not in commands:
-        print("usage: plane.py up|down", file=sys.stderr)
+        print(f"usage: {program} {'|'.join(commands)}", file=sys.stderr)
         return 2
     try:
         commands[argv[0]]()
     except PlaneError as error:
-        print(f"cluster: {error}", file=sys.stderr)
+        print(f"{program}: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
-        print(f"cluster: {' '.join(map(str, error.cmd))} failed (exit {error.returncode})", file=sys.stderr)
+        print(f"{program}: {' '.join(map(str, error.cmd))} failed (exit {error.returncode})", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_command("plane.py", {"up": up, "down": down}, argv)
 
 
 if __name__ == "__main__":
