@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,8 +32,8 @@ import urllib.error
 from pathlib import Path
 
 from plane import (  # e2e/plane.py, beside this file
-    BIN, KUBECONFIG, LOGS, PIDS, PKI, PORTS, STATE, PlaneError, _http_ok, _leaf, _pid, _port_free, fail, kubectl, run_command,
-    start, write_kubeconfig,
+    BIN, KUBECONFIG, LOGS, PKI, STATE, PlaneError, _http_ok, _leaf, _pid, _port_free, fail, kubectl, run_command, start,
+    stop, write_kubeconfig,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,20 +180,9 @@ def up() -> None:
 
 
 def down(quiet: bool = False) -> None:
-    pid = _pid(COMPONENT)
-    if pid is not None:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 15
-        while _pid(COMPONENT) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _pid(COMPONENT) is not None:
-            os.killpg(pid, signal.SIGKILL)
-    (PIDS / f"{COMPONENT}.pid").unlink(missing_ok=True)
+    stopped = stop(COMPONENT)
     if not quiet:
-        print("karpenter down" if pid is not None else "karpenter was not running")
+        print("karpenter down" if stopped else "karpenter was not running")
 
 
 def main(argv: list[str]) -> int:

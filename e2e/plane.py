@@ -484,22 +484,25 @@ def _lws_webhook_answers() -> bool:
     return result.returncode == 0 and "rolloutStrategy" in json.loads(result.stdout)["spec"]
 
 
+def stop(component: str) -> bool:
+    """SIGTERM to a component's process group, SIGKILL after 15 s; False if it was not running."""
+    pid = _pid(component)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 15
+        while _pid(component) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid(component) is not None:
+            os.killpg(pid, signal.SIGKILL)
+    (PIDS / f"{component}.pid").unlink(missing_ok=True)
+    return pid is not None
+
+
 def down(quiet: bool = False) -> None:
-    stopped = []
-    for component in reversed(COMPONENTS):
-        pid = _pid(component)
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 15
-            while _pid(component) is not None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _pid(component) is not None:
-                os.killpg(pid, signal.SIGKILL)
-            stopped.append(component)
-        (PIDS / f"{component}.pid").unlink(missing_ok=True)
+    stopped = [component for component in reversed(COMPONENTS) if stop(component)]
     if not quiet:
         print(f"local control plane down ({', '.join(stopped) or 'nothing was running'})")
 

@@ -102,22 +102,24 @@ def _absent_is_none(read, *args) -> Any:
         raise
 
 
+def _get(cluster: Cluster, kind: str, name: str, namespace: str) -> dict | None:
+    """One object of a kind the inventory names, as a dict; None when absent."""
+    custom = {"LeaderWorkerSet": (LWS_GROUP, LWS_VERSION, LWS_PLURAL), "ScaledObject": (KEDA_GROUP, KEDA_VERSION, KEDA_PLURAL)}
+    if kind in custom:
+        group, version, plural = custom[kind]
+        return _absent_is_none(cluster.custom.get_namespaced_custom_object, group, version, namespace, plural, name)
+    typed = {"Deployment": cluster.apps.read_namespaced_deployment,
+             "HorizontalPodAutoscaler": cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler}[kind]
+    got = _absent_is_none(typed, name, namespace)
+    return None if got is None else cluster.as_dict(got)
+
+
 def read(cluster: Cluster, inv: Inventory) -> Snapshot:
     """One read of everything ``summarize`` needs; a cluster that stops answering is a ClusterError."""
     ns, snap = inv.namespace, Snapshot()
     try:
-        for w in inv.workloads:
-            if w.kind == "LeaderWorkerSet":
-                got = _absent_is_none(cluster.custom.get_namespaced_custom_object, LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, w.name)
-            else:
-                got = _absent_is_none(cluster.apps.read_namespaced_deployment, w.name, ns)
-            snap.workloads[(w.kind, w.name)] = got if got is None or isinstance(got, dict) else cluster.as_dict(got)
-        for a in inv.autoscalers:
-            if a.kind == "ScaledObject":
-                got = _absent_is_none(cluster.custom.get_namespaced_custom_object, KEDA_GROUP, KEDA_VERSION, ns, KEDA_PLURAL, a.name)
-            else:
-                got = _absent_is_none(cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler, a.name, ns)
-            snap.autoscalers[(a.kind, a.name)] = got if got is None or isinstance(got, dict) else cluster.as_dict(got)
+        snap.workloads = {(w.kind, w.name): _get(cluster, w.kind, w.name, ns) for w in inv.workloads}
+        snap.autoscalers = {(a.kind, a.name): _get(cluster, a.kind, a.name, ns) for a in inv.autoscalers}
         pods = cluster.core.list_namespaced_pod(ns, label_selector=f"app.kubernetes.io/name={inv.service}")
         snap.pods = [cluster.as_dict(p) for p in pods.items]
         for node in sorted({p["spec"].get("nodeName") for p in snap.pods} - {None}):
