@@ -199,8 +199,8 @@ class GpuNodePool(pulumi.ComponentResource):
     ``moe-ep.io/pool: <name>`` (and ``moe-ep.io/rdma: "true"`` with RDMA), tainted
     ``nvidia.com/gpu:NoSchedule``, limited to the GPUs both pools need at their maximum replicas,
     and consolidated only when empty. With ``existing`` reads every named node (one the cluster
-    lacks fails the preview), then creates one ``NodePatch`` per node that adds those labels and the
-    taint (server-side apply; deleting the stack removes only them).
+    lacks fails the preview), then creates one ``NodePatch`` per node, after that node's read, that
+    adds those labels and the taint (server-side apply; deleting the stack removes only them).
     Exposes ``name`` (the pool label value) and ``capacity`` (see :func:`components.spec.capacity`).
 
     Example::
@@ -238,11 +238,13 @@ class GpuNodePool(pulumi.ComponentResource):
         else:
             assert spec.node_pool.existing is not None
             # A patch is a server-side apply, which creates a Node that does not exist: every node
-            # is read first, so a misspelt or decommissioned one fails the preview instead of
-            # appearing, and no node is patched unless all of them exist.
+            # is read first, so a misspelt or decommissioned one fails the preview (which reads them
+            # all before `up` applies anything) instead of appearing. Each patch waits for its own
+            # node's read only: waiting for all of them put every read's URN into every patch's
+            # state, N² bytes the file backend rewrote after every step (make bench's live section).
             self.node_reads = [KubernetesObject.read(f"{resource_name}-{node}", "v1", "Node", node, child)
                                for node in spec.node_pool.existing.nodes]
-            after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=self.node_reads))
-            for node in spec.node_pool.existing.nodes:
+            for node, read in zip(spec.node_pool.existing.nodes, self.node_reads):
+                after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[read]))
                 self.node_patches.append(KubernetesObject(f"{resource_name}-{node}", node_patch(spec, node), after, patch=True))
         self.register_outputs({"name": self.name, "capacity": self.capacity})

@@ -43,6 +43,13 @@ INFERENCE_POOL_API = "inference.networking.k8s.io/v1"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 LLM_D_ROLE_LABEL = "llm-d.ai/role"
+SERVICE_ANNOTATIONS = {"pulumi.com/skipAwait": "true"}
+"""On the router's and the llm-d scheduler's Services. pulumi-kubernetes awaits a Service with a
+selector until its endpoints have settled (10 s after their last change) and none is unready, which
+checks nothing the Deployment behind it does not: its awaiter already fails `up` when the pods do
+not become available, the Service selects them with the Deployment's own selector, and nothing reads
+the Service's status (the endpoint is its in-cluster name). A LoadBalancer's address is not awaited
+either: a cluster that never assigns one shows it on the Service, not in `up`."""
 ROUTER_COMPONENT = "router"
 SCHEDULER_COMPONENT = "scheduler"
 CONFIG_CHECKSUM_ANNOTATION = "moe-ep.io/config-sha256"
@@ -462,7 +469,7 @@ class Router(pulumi.ComponentResource):
                 spec={"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector(spec, SCHEDULER_COMPONENT)},
                       "template": scheduler_pod(spec)},
             )
-            register(scheduler, SCHEDULER_COMPONENT, "v1", "Service", spec={"type": "ClusterIP", "selector": selector(spec, SCHEDULER_COMPONENT), "ports": [
+            register(scheduler, SCHEDULER_COMPONENT, "v1", "Service", annotations=SERVICE_ANNOTATIONS, spec={"type": "ClusterIP", "selector": selector(spec, SCHEDULER_COMPONENT), "ports": [
                 {"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
                 {"name": "metrics", "port": EPP_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
             ]})
@@ -482,7 +489,7 @@ class Router(pulumi.ComponentResource):
             # The HPA owns replicas once it exists.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
         )
-        self.service = register(router, ROUTER_COMPONENT, "v1", "Service", spec={
+        self.service = register(router, ROUTER_COMPONENT, "v1", "Service", annotations=SERVICE_ANNOTATIONS, spec={
             "type": spec.router.service_type, "selector": selector(spec, ROUTER_COMPONENT),
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         })

@@ -251,3 +251,16 @@ def test_a_decode_unit_behind_the_routing_sidecar_is_reached_on_the_serving_port
         for svc in objects_of(planned(stack), "Service"):
             if svc["metadata"]["name"].endswith("-leader"):
                 assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": "http"}], (stack, svc)
+
+
+def test_router_and_scheduler_services_are_not_awaited_and_select_their_deployments_pods():
+    # Awaiting them only slept 10 s after their endpoints settled: their Deployments are awaited,
+    # and a Service selecting other pods than its Deployment's would be what that wait caught.
+    objects = planned("prod").objects
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    services = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] in deployments]
+    assert sorted(s["metadata"]["name"] for s in services) == ["deepseek-r1-router", "deepseek-r1-scheduler"]
+    for svc in services:
+        assert svc["metadata"]["annotations"] == router.SERVICE_ANNOTATIONS
+        pod_labels = deployments[svc["metadata"]["name"]]["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= pod_labels.items()
